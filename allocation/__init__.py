@@ -1,0 +1,1 @@
+"""The allocation domain: pure functions over plain data (see model.py)."""

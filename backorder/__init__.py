@@ -1,0 +1,1 @@
+"""backorder-bot: the console script and the configuration shared by every front door."""

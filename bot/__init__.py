@@ -1,0 +1,1 @@
+"""Front doors: the HTTP API (and, in later issues, the chat channels)."""

@@ -1,0 +1,61 @@
+"""One allocation pass over some SKUs inside the caller's unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+
+from sqlalchemy import Connection
+
+from allocation.engine import allocate
+from allocation.eta import project_etas
+from allocation.model import DomainEvent
+from allocation.policy import AllocationPolicy
+from allocation.result import AllocationResult
+from services.context import Context
+from store import allocation_io as io
+
+Prepare = Callable[[io.Loaded, AllocationPolicy], AllocationResult]
+
+
+def policy_for(conn: Connection, ctx: Context) -> AllocationPolicy:
+    return ctx.settings.allocation_policy(io.warehouse_regions(conn))
+
+
+def run_pass(
+    conn: Connection,
+    ctx: Context,
+    skus: Iterable[str],
+    cause: str,
+    *,
+    prepare: Prepare | None = None,
+    extra_line_pks: Collection[int] = (),
+    new_line_pks: Collection[int] = (),
+    actor: str = "allocator",
+) -> list[DomainEvent]:
+    """Lock the SKUs, apply `prepare` (cancel, ship, release), allocate, project ETAs, write it all.
+
+    Ship-complete orders waiting on these SKUs pull their other SKUs into the pass, so the
+    all-or-nothing check sees every line of the order.
+    """
+    skus = set(skus)
+    io.lock_skus(conn, skus)
+    loaded = io.load_open(conn, skus, extra_line_pks)
+    waiting_whole = {ln.order_id for ln in loaded.lines if ln.ship_complete and ln.waiting}
+    more = io.skus_of_orders(conn, waiting_whole) - skus if waiting_whole else set()
+    if more:
+        skus |= more
+        io.lock_skus(conn, skus)
+        loaded = io.load_open(conn, skus, extra_line_pks)
+    policy = policy_for(conn, ctx)
+    result = AllocationResult()
+    if prepare is not None:
+        result.extend(prepare(loaded, policy))
+    result.extend(allocate(loaded.lines, loaded.stocks, policy, {io.line_key(pk) for pk in new_line_pks}))
+    events = list(result.events)
+    events += project_etas(loaded.lines, io.load_inbound(conn, skus), policy, ctx.today(),
+                           io.load_lead_times(conn, skus))
+    now = ctx.now()
+    audit = io.save(conn, loaded, now)
+    io.write_audit(conn, audit, actor, cause, now)
+    io.write_events(conn, events, loaded.public_ids, cause, now)
+    return events

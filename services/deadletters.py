@@ -1,0 +1,102 @@
+"""Dead letters: valid events that cannot be applied yet, kept with their reason, never dropped silently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Connection, insert, select, update
+
+from services.outcomes import Park
+from store import tables as t
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterView:
+    id: int
+    inbox_id: int
+    source: str
+    event_id: str
+    type: str
+    reason: str
+    missing: str | None
+    impact_value: Decimal
+    status: str
+    attempts: int
+    created_at: datetime
+
+
+def park(conn: Connection, inbox_id: int, why: Park, now: datetime) -> None:
+    d = t.dead_letters
+    values = {"reason": why.reason, "missing_kind": why.missing_kind, "missing_key": why.missing_key,
+              "impact_value": why.impact_value, "status": "parked", "updated_at": now}
+    updated = conn.execute(update(d).where(d.c.inbox_id == inbox_id)
+                           .values(attempts=d.c.attempts + 1, **values)).rowcount
+    if not updated:
+        conn.execute(insert(d).values(inbox_id=inbox_id, attempts=1, created_at=now, **values))
+
+
+def resolve(conn: Connection, inbox_id: int, now: datetime) -> None:
+    d = t.dead_letters
+    conn.execute(update(d).where(d.c.inbox_id == inbox_id, d.c.status != "resolved")
+                 .values(status="resolved", updated_at=now))
+
+
+def release_waiting_on(conn: Connection, kind: str, key: str, now: datetime) -> int:
+    """Send the events parked for want of this record back to the inbox queue; returns how many."""
+    d = t.dead_letters
+    ids = conn.execute(select(d.c.inbox_id).where(d.c.status == "parked", d.c.missing_kind == kind,
+                                                  d.c.missing_key == key)).scalars().all()
+    _requeue(conn, ids, now)
+    return len(ids)
+
+
+def _requeue(conn: Connection, inbox_ids: Sequence[int], now: datetime) -> None:
+    if not inbox_ids:
+        return
+    d, i = t.dead_letters, t.inbox
+    conn.execute(update(d).where(d.c.inbox_id.in_(inbox_ids)).values(status="retrying", updated_at=now))
+    conn.execute(update(i).where(i.c.id.in_(inbox_ids)).values(status="pending"))
+
+
+def list_dead_letters(conn: Connection, status: str | None = "parked", limit: int = 100) -> list[DeadLetterView]:
+    """Highest impact first (the value of the orders they hold up), then oldest."""
+    d, i = t.dead_letters, t.inbox
+    q = (select(d.c.id, d.c.inbox_id, i.c.source, i.c.event_id, i.c.type, d.c.reason, d.c.missing_kind,
+                d.c.missing_key, d.c.impact_value, d.c.status, d.c.attempts, d.c.created_at)
+         .join(i, i.c.id == d.c.inbox_id)
+         .order_by(d.c.impact_value.desc(), d.c.created_at, d.c.id).limit(limit))
+    if status:
+        q = q.where(d.c.status == status)
+    return [
+        DeadLetterView(r.id, r.inbox_id, r.source, r.event_id, r.type, r.reason,
+                       f"{r.missing_kind} {r.missing_key}" if r.missing_kind else None,
+                       Decimal(r.impact_value), r.status, r.attempts, r.created_at)
+        for r in conn.execute(q)
+    ]
+
+
+def retry(engine_conn: Connection, ids: Sequence[int] | None, now: datetime) -> int:
+    """Queue dead letters (all parked ones when ids is None) to be applied again."""
+    d = t.dead_letters
+    q = select(d.c.inbox_id).where(d.c.status == "parked")
+    if ids is not None:
+        q = q.where(d.c.id.in_(list(ids)))
+    inbox_ids = engine_conn.execute(q).scalars().all()
+    _requeue(engine_conn, inbox_ids, now)
+    return len(inbox_ids)
+
+
+def drop(conn: Connection, ids: Sequence[int], now: datetime) -> int:
+    """Give up on dead letters by hand; the inbox keeps the event and says why."""
+    d, i = t.dead_letters, t.inbox
+    inbox_ids = conn.execute(select(d.c.inbox_id).where(d.c.id.in_(list(ids)), d.c.status == "parked")
+                             ).scalars().all()
+    if inbox_ids:
+        conn.execute(update(d).where(d.c.inbox_id.in_(inbox_ids)).values(status="dropped", updated_at=now))
+        conn.execute(update(i).where(i.c.id.in_(inbox_ids)).values(status="dropped", note="dropped by hand"))
+    return len(inbox_ids)
+
+

@@ -1,0 +1,135 @@
+"""The inbox: accepted events are stored first, then applied one unit of work each, in received order."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from services import master_data, orders, stock
+from services.context import Context
+from services.deadletters import park, resolve
+from services.outcomes import Ignore, Park
+from store import tables as t
+from store.db import unit_of_work
+from store.upsert import dialect_insert
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Connection, Context, dict[str, Any], datetime, str], None]
+HANDLERS: dict[str, Handler] = {
+    "warehouse.upserted": master_data.warehouse_upserted,
+    "supplier.upserted": master_data.supplier_upserted,
+    "product.upserted": master_data.product_upserted,
+    "customer.upserted": master_data.customer_upserted,
+    "order.placed": orders.order_placed,
+    "order.cancelled": orders.order_cancelled,
+    "shipment.updated": orders.shipment_updated,
+    "inventory.received": stock.inventory_received,
+    "inventory.adjusted": stock.inventory_adjusted,
+    "po.updated": stock.po_updated,
+}
+
+ACCEPTED, DUPLICATE = "accepted", "duplicate"
+
+
+def store_events(ctx: Context, events: Sequence[dict[str, Any]]) -> tuple[list[str], list[int]]:
+    """Store validated events (JSON-ready envelopes) in the inbox in one transaction.
+
+    Returns each event's outcome (accepted or duplicate, in input order) and the inbox ids of
+    the accepted ones. A replay of a stored (source, event_id), or a repeat inside the batch,
+    is a duplicate and changes nothing.
+    """
+    now = ctx.now()
+    rows: list[dict[str, Any]] = []
+    first_index: dict[tuple[str, str], int] = {}
+    for i, ev in enumerate(events):
+        key = (ev["source"], ev["event_id"])
+        if key in first_index:
+            continue
+        first_index[key] = i
+        rows.append({"source": ev["source"], "event_id": ev["event_id"], "type": ev["type"],
+                     "occurred_at": datetime.fromisoformat(ev["occurred_at"]), "received_at": now,
+                     "payload": ev, "status": "pending"})
+    inserted: dict[tuple[str, str], int] = {}
+    with unit_of_work(ctx.engine) as conn:
+        for start in range(0, len(rows), 1000):
+            stmt = dialect_insert(conn, t.inbox).on_conflict_do_nothing(index_elements=["source", "event_id"])
+            stmt = stmt.returning(t.inbox.c.id, t.inbox.c.source, t.inbox.c.event_id)
+            for r in conn.execute(stmt, rows[start:start + 1000]):
+                inserted[(r.source, r.event_id)] = r.id
+    outcomes = [
+        ACCEPTED if first_index[(ev["source"], ev["event_id"])] == i and (ev["source"], ev["event_id"]) in inserted
+        else DUPLICATE
+        for i, ev in enumerate(events)
+    ]
+    return outcomes, sorted(inserted.values())
+
+
+def apply_next(ctx: Context) -> int | None:
+    """Claim the oldest pending inbox event and apply it in its own unit of work; None when idle."""
+    with unit_of_work(ctx.engine) as conn:
+        i = t.inbox
+        q = select(i.c.id, i.c.type, i.c.source, i.c.event_id, i.c.occurred_at, i.c.payload).where(
+            i.c.status == "pending").order_by(i.c.id).limit(1)
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        row = conn.execute(q).first()
+        if row is None:
+            return None
+        status, note = _apply(conn, ctx, row)
+        conn.execute(update(i).where(i.c.id == row.id).values(status=status, note=note, applied_at=ctx.now()))
+        return row.id
+
+
+def _apply(conn: Connection, ctx: Context, row: Any) -> tuple[str, str | None]:
+    cause = f"{row.source}:{row.event_id}"
+    occurred_at = row.occurred_at if row.occurred_at.tzinfo else row.occurred_at.replace(
+        tzinfo=datetime.fromisoformat(row.payload["occurred_at"]).tzinfo)
+    savepoint = conn.begin_nested()
+    try:
+        HANDLERS[row.type](conn, ctx, row.payload["data"], occurred_at, cause)
+    except Ignore as why:
+        savepoint.rollback()
+        resolve(conn, row.id, ctx.now())
+        return "ignored", why.note
+    except Park as why:
+        savepoint.rollback()
+        park(conn, row.id, why, ctx.now())
+        return "parked", why.reason
+    except Exception as exc:  # an event we cannot apply must not block the ones behind it
+        savepoint.rollback()
+        log.exception("applying inbox event %s failed", row.id)
+        park(conn, row.id, Park(f"error: {type(exc).__name__}: {exc}"), ctx.now())
+        return "parked", f"error: {exc}"
+    savepoint.commit()
+    resolve(conn, row.id, ctx.now())
+    return "applied", None
+
+
+def drain(ctx: Context, wait_for: Sequence[int] = (), timeout_s: float = 300.0) -> int:
+    """Apply pending events until none is left; then wait until `wait_for` ids are no longer pending.
+
+    Other processes may be applying some of them (SKIP LOCKED on PostgreSQL); we wait for theirs.
+    """
+    applied = 0
+    while apply_next(ctx) is not None:
+        applied += 1
+    if wait_for:
+        deadline = time.monotonic() + timeout_s
+        ids = list(wait_for)
+        while time.monotonic() < deadline:
+            with ctx.engine.connect() as conn:
+                pending = conn.execute(select(t.inbox.c.id).where(
+                    t.inbox.c.id.in_(ids), t.inbox.c.status == "pending").limit(1)).first()
+            if pending is None:
+                break
+            if apply_next(ctx) is not None:
+                applied += 1
+            else:
+                time.sleep(0.01)
+    return applied

@@ -1,0 +1,113 @@
+"""Handlers for inventory.received, inventory.adjusted and po.updated."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from allocation.engine import release_excess
+from allocation.policy import AllocationPolicy
+from allocation.result import AllocationResult
+from services.allocating import run_pass
+from services.context import Context
+from services.outcomes import Ignore, Park
+from services.tasks import open_task
+from store import allocation_io as io
+from store import tables as t
+from store.upsert import insert_ignore
+
+
+def _require_sku_and_warehouse(conn: Connection, sku: str, warehouse_id: str) -> None:
+    if not conn.execute(select(t.warehouses.c.warehouse_id)
+                        .where(t.warehouses.c.warehouse_id == warehouse_id)).first():
+        raise Park(f"unknown warehouse {warehouse_id}", "warehouse", warehouse_id)
+    if not conn.execute(select(t.products.c.sku).where(t.products.c.sku == sku)).first():
+        raise Park(f"unknown SKU {sku}", "product", sku)
+
+
+def _stock_row(conn: Connection, sku: str, warehouse_id: str) -> Any:
+    s = t.stock
+    insert_ignore(conn, s, [{"sku": sku, "warehouse_id": warehouse_id, "on_hand": 0, "allocated": 0}],
+                  ["sku", "warehouse_id"])
+    return conn.execute(select(s.c.on_hand, s.c.allocated, s.c.counted_at)
+                        .where(s.c.sku == sku, s.c.warehouse_id == warehouse_id)).one()
+
+
+def inventory_received(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
+    sku, wh, qty = data["sku"], data["warehouse_id"], data["qty"]
+    _require_sku_and_warehouse(conn, sku, wh)
+    io.lock_skus(conn, [sku])
+    before = _stock_row(conn, sku, wh)
+    s = t.stock
+    conn.execute(update(s).where(s.c.sku == sku, s.c.warehouse_id == wh).values(on_hand=s.c.on_hand + qty))
+    if data.get("po_id"):
+        pl = t.po_lines
+        conn.execute(update(pl).where(pl.c.po_id == data["po_id"], pl.c.sku == sku)
+                     .values(received=pl.c.received + qty))
+    io.write_audit(conn, [{"entity": "stock", "entity_id": f"{sku}@{wh}", "action": "received",
+                           "before": {"on_hand": before.on_hand}, "after": {"on_hand": before.on_hand + qty}}],
+                   "intake", cause, ctx.now())
+    run_pass(conn, ctx, [sku], cause)
+
+
+def inventory_adjusted(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
+    sku, wh, on_hand = data["sku"], data["warehouse_id"], data["on_hand"]
+    _require_sku_and_warehouse(conn, sku, wh)
+    io.lock_skus(conn, [sku])
+    before = _stock_row(conn, sku, wh)
+    counted_at = before.counted_at
+    if counted_at is not None and counted_at.tzinfo is None:
+        counted_at = counted_at.replace(tzinfo=at.tzinfo)
+    if counted_at is not None and at < counted_at:
+        raise Ignore(f"stale count: {sku}@{wh} was counted at {counted_at.isoformat()}, after this one")
+    s = t.stock
+    conn.execute(update(s).where(s.c.sku == sku, s.c.warehouse_id == wh).values(on_hand=on_hand, counted_at=at))
+    io.write_audit(conn, [{"entity": "stock", "entity_id": f"{sku}@{wh}", "action": "adjusted",
+                           "before": {"on_hand": before.on_hand}, "after": {"on_hand": on_hand}}],
+                   "intake", cause, ctx.now())
+
+    def prepare(loaded: io.Loaded, policy: AllocationPolicy) -> AllocationResult:
+        return release_excess(loaded.lines, loaded.stocks, policy)
+
+    run_pass(conn, ctx, [sku], cause, prepare=prepare if on_hand < before.allocated else None)
+
+
+def po_updated(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
+    po, pl = t.purchase_orders, t.po_lines
+    po_id = data["po_id"]
+    existing = conn.execute(select(po.c.updated_at).where(po.c.po_id == po_id)).first()
+    if existing is not None and existing.updated_at is not None:
+        last = existing.updated_at if existing.updated_at.tzinfo else existing.updated_at.replace(tzinfo=at.tzinfo)
+        if at < last:
+            raise Ignore(f"stale update: PO {po_id} was updated at {last.isoformat()}, after this one")
+    old_lines = {r.sku: r for r in conn.execute(select(pl.c.sku, pl.c.qty, pl.c.received).where(pl.c.po_id == po_id))}
+    values = {"supplier_id": data["supplier_id"], "warehouse_id": data["warehouse_id"],
+              "expected_at": date.fromisoformat(data["expected_at"]), "status": data.get("status") or "open",
+              "updated_at": at}
+    if existing is None:
+        conn.execute(insert(po).values(po_id=po_id, **values))
+    else:
+        conn.execute(update(po).where(po.c.po_id == po_id).values(**values))
+    new_lines = {ln["sku"]: ln for ln in data["lines"]}
+    for sku, ln in new_lines.items():
+        received = max(ln.get("received") or 0, old_lines[sku].received if sku in old_lines else 0)
+        if sku in old_lines:
+            conn.execute(update(pl).where(pl.c.po_id == po_id, pl.c.sku == sku)
+                         .values(qty=ln["qty"], received=received))
+            if old_lines[sku].qty != ln["qty"]:
+                open_task(conn, ctx, "inventory_check", sku=sku, po_id=po_id,
+                          title=f"PO {po_id}: expected quantity of {sku} changed "
+                                f"from {old_lines[sku].qty} to {ln['qty']}",
+                          detail={"po_id": po_id, "old_qty": old_lines[sku].qty, "new_qty": ln["qty"]},
+                          cause=cause)
+        else:
+            conn.execute(insert(pl).values(po_id=po_id, sku=sku, qty=ln["qty"], received=received))
+    dropped = [sku for sku in old_lines if sku not in new_lines]
+    if dropped:
+        conn.execute(delete(pl).where(pl.c.po_id == po_id, pl.c.sku.in_(dropped)))
+    skus = set(new_lines) | set(old_lines)
+    known = set(conn.execute(select(t.products.c.sku).where(t.products.c.sku.in_(sorted(skus)))).scalars())
+    if known:
+        run_pass(conn, ctx, known, cause)

@@ -1,0 +1,279 @@
+"""Set-based loads and writes of what the allocation domain works on.
+
+The domain sees a line's key as its zero-padded surrogate id (`line_key`), so FIFO tie-breaks
+follow the order in which lines were listed, and the key maps back to the row without a lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+
+from allocation.model import DomainEvent, InboundPO, Line, Stock
+from store import tables as t
+
+OPEN_STATUSES = ("backordered", "partially_allocated", "allocated")
+
+
+def line_key(pk: int) -> str:
+    return f"{pk:012d}"
+
+
+def line_pk(key: str) -> int:
+    return int(key)
+
+
+@dataclass(slots=True)
+class LineSnapshot:
+    qty_allocated: int
+    qty_shipped: int
+    status: str
+    eta: date | None
+    eta_reason: str | None
+    allocations: dict[str, int]
+
+
+@dataclass(slots=True)
+class Loaded:
+    """What one allocation pass needs, plus a snapshot to find what it changed."""
+
+    lines: list[Line]
+    stocks: list[Stock]
+    public_ids: dict[str, str]  # line key -> the source's line_id
+    before: dict[str, LineSnapshot]
+    stock_before: dict[tuple[str, str], tuple[int, int]]
+    alloc_rows: dict[tuple[str, str], int]  # (line key, warehouse) -> active allocation row id
+
+
+def lock_skus(conn: Connection, skus: Iterable[str]) -> None:
+    """Serialize allocation per SKU across processes: lock the product rows, in a fixed order."""
+    if conn.dialect.name != "postgresql":
+        return  # SQLite runs one writer at a time (BEGIN IMMEDIATE)
+    conn.execute(
+        select(t.products.c.sku).where(t.products.c.sku.in_(sorted(set(skus)))).order_by(t.products.c.sku)
+        .with_for_update()
+    ).all()
+
+
+def _line_query(where: Any) -> Any:
+    l, o, c = t.order_lines, t.orders, t.customers
+    return (
+        select(
+            l.c.id, l.c.order_id, l.c.line_id, l.c.sku, l.c.qty, l.c.qty_allocated, l.c.qty_shipped,
+            l.c.unit_price, l.c.status, l.c.eta, l.c.eta_reason, o.c.placed_at, o.c.promised_date,
+            o.c.rush, o.c.ship_complete, c.c.tier, c.c.region,
+        )
+        .join(o, o.c.order_id == l.c.order_id)
+        .join(c, c.c.customer_id == o.c.customer_id)
+        .where(where)
+    )
+
+
+def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[int] = ()) -> Loaded:
+    """Open lines and all stock of `skus` (plus any lines named by pk, e.g. ones being cancelled)."""
+    skus = sorted(set(skus))
+    l = t.order_lines
+    where = and_(l.c.sku.in_(skus), l.c.status.in_(OPEN_STATUSES))
+    rows = list(conn.execute(_line_query(where)))
+    if extra_line_pks:
+        seen = {r.id for r in rows}
+        rows += [r for r in conn.execute(_line_query(l.c.id.in_(list(extra_line_pks)))) if r.id not in seen]
+        skus = sorted(set(skus) | {r.sku for r in rows})
+    lines: list[Line] = []
+    by_key: dict[str, Line] = {}
+    public: dict[str, str] = {}
+    for r in rows:
+        key = line_key(r.id)
+        line = Line(
+            line_id=key, order_id=r.order_id, sku=r.sku, qty=r.qty, placed_at=_aware(r.placed_at),
+            qty_allocated=r.qty_allocated, qty_shipped=r.qty_shipped, promised_date=r.promised_date,
+            tier=r.tier, rush=r.rush, ship_complete=r.ship_complete, region=r.region,
+            unit_price=float(r.unit_price), cancelled=r.status == "cancelled", status=r.status,
+            eta=r.eta, eta_reason=r.eta_reason,
+        )
+        lines.append(line)
+        by_key[key] = line
+        public[key] = r.line_id
+    alloc_rows: dict[tuple[str, str], int] = {}
+    if rows:
+        a = t.allocations
+        q = select(a.c.id, a.c.line_pk, a.c.warehouse_id, a.c.qty).where(
+            a.c.sku.in_(skus), a.c.status == "allocated"
+        )
+        for ar in conn.execute(q):
+            line = by_key.get(line_key(ar.line_pk))
+            if line is not None:
+                line.allocations[ar.warehouse_id] = line.allocations.get(ar.warehouse_id, 0) + ar.qty
+                alloc_rows[(line.line_id, ar.warehouse_id)] = ar.id
+    s = t.stock
+    stocks = [
+        Stock(sku=r.sku, warehouse_id=r.warehouse_id, on_hand=r.on_hand, allocated=r.allocated)
+        for r in conn.execute(select(s.c.sku, s.c.warehouse_id, s.c.on_hand, s.c.allocated)
+                              .where(s.c.sku.in_(skus)).order_by(s.c.sku, s.c.warehouse_id))
+    ]
+    before = {
+        ln.line_id: LineSnapshot(ln.qty_allocated, ln.qty_shipped, ln.status, ln.eta, ln.eta_reason,
+                                 dict(ln.allocations))
+        for ln in lines
+    }
+    stock_before = {(st.sku, st.warehouse_id): (st.on_hand, st.allocated) for st in stocks}
+    return Loaded(lines, stocks, public, before, stock_before, alloc_rows)
+
+
+def skus_of_orders(conn: Connection, order_ids: Iterable[str]) -> set[str]:
+    l = t.order_lines
+    q = select(l.c.sku).where(l.c.order_id.in_(sorted(set(order_ids))), l.c.status.in_(OPEN_STATUSES))
+    return set(conn.execute(q.distinct()).scalars())
+
+
+def load_inbound(conn: Connection, skus: Iterable[str]) -> list[InboundPO]:
+    po, pl = t.purchase_orders, t.po_lines
+    q = (
+        select(pl.c.po_id, pl.c.sku, po.c.warehouse_id, po.c.expected_at, pl.c.qty, pl.c.received)
+        .join(po, po.c.po_id == pl.c.po_id)
+        .where(pl.c.sku.in_(sorted(set(skus))), po.c.status == "open", pl.c.qty > pl.c.received)
+    )
+    return [
+        InboundPO(po_id=r.po_id, sku=r.sku, warehouse_id=r.warehouse_id, expected_at=r.expected_at,
+                  qty_open=r.qty - r.received)
+        for r in conn.execute(q)
+    ]
+
+
+def load_lead_times(conn: Connection, skus: Iterable[str]) -> dict[str, int | None]:
+    p, s = t.products, t.suppliers
+    q = (
+        select(p.c.sku, p.c.lead_time_days, s.c.lead_time_days.label("supplier_lead"))
+        .outerjoin(s, s.c.supplier_id == p.c.supplier_id)
+        .where(p.c.sku.in_(sorted(set(skus))))
+    )
+    return {r.sku: r.lead_time_days if r.lead_time_days is not None else r.supplier_lead for r in conn.execute(q)}
+
+
+def warehouse_regions(conn: Connection) -> dict[str, str]:
+    w = t.warehouses
+    return {r.warehouse_id: r.region for r in conn.execute(select(w.c.warehouse_id, w.c.region)) if r.region}
+
+
+def save(conn: Connection, loaded: Loaded, now: datetime) -> list[dict[str, Any]]:
+    """Write back every line, stock and allocation the pass changed; return audit rows for the lines."""
+    line_updates: list[dict[str, Any]] = []
+    audit: list[dict[str, Any]] = []
+    alloc_inserts: list[dict[str, Any]] = []
+    alloc_updates: list[dict[str, Any]] = []
+    for ln in loaded.lines:
+        b = loaded.before[ln.line_id]
+        allocs_changed = ln.allocations != b.allocations
+        if not allocs_changed and (ln.qty_allocated, ln.qty_shipped, ln.status, ln.eta, ln.eta_reason) == (
+            b.qty_allocated, b.qty_shipped, b.status, b.eta, b.eta_reason
+        ):
+            continue
+        pk = line_pk(ln.line_id)
+        line_updates.append({
+            "b_id": pk, "qty_allocated": ln.qty_allocated, "qty_shipped": ln.qty_shipped,
+            "status": ln.status, "eta": ln.eta, "eta_reason": ln.eta_reason,
+        })
+        if allocs_changed:
+            for wh in b.allocations.keys() | ln.allocations.keys():
+                new_qty = ln.allocations.get(wh, 0)
+                row_id = loaded.alloc_rows.get((ln.line_id, wh))
+                if row_id is None:
+                    if new_qty:
+                        alloc_inserts.append({"line_pk": pk, "sku": ln.sku, "warehouse_id": wh, "qty": new_qty,
+                                              "status": "allocated", "created_at": now, "updated_at": now})
+                elif new_qty != b.allocations.get(wh, 0):
+                    if new_qty == 0 and ln.qty_shipped > b.qty_shipped:
+                        # Shipping empties the active row: it keeps its quantity, now as shipped units.
+                        alloc_updates.append({"b_id": row_id, "qty": b.allocations[wh], "status": "shipped",
+                                              "updated_at": now})
+                    else:
+                        alloc_updates.append({"b_id": row_id, "qty": new_qty, "updated_at": now,
+                                              "status": "allocated" if new_qty else "released"})
+        if (ln.qty_allocated, ln.status) != (b.qty_allocated, b.status):
+            audit.append({
+                "entity": "order_line", "entity_id": f"{ln.order_id}/{loaded.public_ids[ln.line_id]}",
+                "action": ln.status,
+                "before": {"status": b.status, "qty_allocated": b.qty_allocated, "allocations": b.allocations},
+                "after": {"status": ln.status, "qty_allocated": ln.qty_allocated,
+                          "allocations": dict(ln.allocations)},
+            })
+    l, a, s = t.order_lines, t.allocations, t.stock
+    if line_updates:
+        conn.execute(
+            update(l).where(l.c.id == bindparam("b_id")).values(
+                qty_allocated=bindparam("qty_allocated"), qty_shipped=bindparam("qty_shipped"),
+                status=bindparam("status"), eta=bindparam("eta"), eta_reason=bindparam("eta_reason"),
+            ),
+            line_updates,
+        )
+    if alloc_inserts:
+        conn.execute(insert(a), alloc_inserts)
+    if alloc_updates:
+        conn.execute(
+            update(a).where(a.c.id == bindparam("b_id")).values(
+                qty=bindparam("qty"), status=bindparam("status"), updated_at=bindparam("updated_at")
+            ),
+            alloc_updates,
+        )
+    stock_updates = [
+        {"b_sku": st.sku, "b_wh": st.warehouse_id, "on_hand": st.on_hand, "allocated": st.allocated}
+        for st in loaded.stocks
+        if loaded.stock_before.get((st.sku, st.warehouse_id)) != (st.on_hand, st.allocated)
+    ]
+    if stock_updates:
+        conn.execute(
+            update(s).where(s.c.sku == bindparam("b_sku"), s.c.warehouse_id == bindparam("b_wh"))
+            .values(on_hand=bindparam("on_hand"), allocated=bindparam("allocated")),
+            stock_updates,
+        )
+    return audit
+
+
+def write_events(conn: Connection, events: Sequence[DomainEvent], public_ids: dict[str, str], cause: str | None,
+                 now: datetime) -> None:
+    """Domain events go out with the public line id; the store's key rides along as line_pk."""
+    if not events:
+        return
+    rows = []
+    for ev in events:
+        data = dict(ev.data)
+        key = data.get("line_id")
+        if isinstance(key, str) and key in public_ids:
+            data["line_pk"] = line_pk(key)
+            data["line_id"] = public_ids[key]
+        rows.append({"type": ev.type, "data": _jsonable(data), "created_at": now, "cause": cause})
+    conn.execute(insert(t.domain_events), rows)
+
+
+def write_audit(conn: Connection, rows: Sequence[dict[str, Any]], actor: str, reason: str | None,
+                now: datetime) -> None:
+    if rows:
+        conn.execute(insert(t.audit_log), [
+            {"at": now, "actor": actor, "reason": reason, **{k: _jsonable(v) for k, v in r.items()}} for r in rows
+        ])
+
+
+def count_active(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(t.allocations)
+                        .where(t.allocations.c.status == "allocated")).scalar_one()
+
+
+def _aware(dt: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    from datetime import UTC
+
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | set):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, date | datetime):
+        return v.isoformat()
+    return v

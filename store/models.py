@@ -1,0 +1,269 @@
+"""The schema, as SQLAlchemy 2.x typed models. Alembic migrations create it; nothing calls create_all."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+Id = String(100)
+# BigInteger keys autoincrement on PostgreSQL; SQLite only autoincrements INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+Money = Numeric(14, 2)
+TZDateTime = DateTime(timezone=True)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Warehouse(Base):
+    __tablename__ = "warehouses"
+    warehouse_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    region: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class Supplier(Base):
+    __tablename__ = "suppliers"
+    supplier_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    lead_time_days: Mapped[int | None] = mapped_column(Integer)
+    email: Mapped[str | None] = mapped_column(String(320))
+    updated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class Product(Base):
+    __tablename__ = "products"
+    sku: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    # A soft reference: a product may name a supplier we have not heard of yet.
+    supplier_id: Mapped[str | None] = mapped_column(Id, index=True)
+    lead_time_days: Mapped[int | None] = mapped_column(Integer)
+    reorder_point: Mapped[int] = mapped_column(Integer, default=0)
+    substitutes: Mapped[list[Any]] = mapped_column(default=list)
+    category: Mapped[str | None] = mapped_column(String(200))
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    customer_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    tier: Mapped[str] = mapped_column(String(20), default="standard")
+    region: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    contacts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    preferences: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class Stock(Base):
+    __tablename__ = "stock"
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
+    warehouse_id: Mapped[str] = mapped_column(ForeignKey("warehouses.warehouse_id"), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Integer, default=0)
+    allocated: Mapped[int] = mapped_column(Integer, default=0)
+    # occurred_at of the last applied absolute count: an older inventory.adjusted is ignored.
+    counted_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    order_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"), index=True)
+    placed_at: Mapped[datetime] = mapped_column(TZDateTime)
+    promised_date: Mapped[date | None] = mapped_column(Date)
+    rush: Mapped[bool] = mapped_column(Boolean, default=False)
+    ship_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    channel: Mapped[str | None] = mapped_column(String(50))
+    source: Mapped[str] = mapped_column(String(100), default="api")
+    status: Mapped[str] = mapped_column(String(20), default="open")
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        UniqueConstraint("order_id", "line_id"),
+        # The hot query of allocation: the open lines of some SKUs.
+        Index("ix_order_lines_sku_open", "sku", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"))
+    line_id: Mapped[str] = mapped_column(Id)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    qty: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    qty_allocated: Mapped[int] = mapped_column(Integer, default=0)
+    qty_shipped: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(24))
+    eta: Mapped[date | None] = mapped_column(Date)
+    eta_reason: Mapped[str | None] = mapped_column(String(100))
+    backordered_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    last_checked: Mapped[datetime | None] = mapped_column(TZDateTime)
+    severity: Mapped[str | None] = mapped_column(String(16))
+
+
+class Allocation(Base):
+    """Units of one line held in one warehouse; status allocated -> shipped, or released."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (Index("ix_allocations_line", "line_pk", "status"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    line_pk: Mapped[int] = mapped_column(ForeignKey("order_lines.id"))
+    sku: Mapped[str] = mapped_column(Id)
+    warehouse_id: Mapped[str] = mapped_column(Id)
+    qty: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="allocated")
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class PurchaseOrder(Base):
+    __tablename__ = "purchase_orders"
+    po_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    supplier_id: Mapped[str] = mapped_column(Id, index=True)
+    warehouse_id: Mapped[str] = mapped_column(Id)
+    expected_at: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    updated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class POLine(Base):
+    __tablename__ = "po_lines"
+    __table_args__ = (UniqueConstraint("po_id", "sku"), Index("ix_po_lines_sku", "sku"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    po_id: Mapped[str] = mapped_column(ForeignKey("purchase_orders.po_id"))
+    sku: Mapped[str] = mapped_column(Id)
+    qty: Mapped[int] = mapped_column(Integer)
+    received: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # One open task per kind and SKU, whatever the race.
+        Index(
+            "uq_tasks_open_kind_sku",
+            "kind",
+            "sku",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    sku: Mapped[str | None] = mapped_column(Id)
+    po_id: Mapped[str | None] = mapped_column(Id)
+    title: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    severity: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    sku: Mapped[str | None] = mapped_column(Id, index=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    cause: Mapped[str] = mapped_column(Text)
+    mitigation: Mapped[str] = mapped_column(Text)
+    value: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[datetime] = mapped_column(TZDateTime)
+
+
+class InboxEvent(Base):
+    """Every accepted event, stored before it is applied; (source, event_id) is its idempotency key."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("source", "event_id"), Index("ix_inbox_pending", "status", "id"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(TZDateTime)
+    received_at: Mapped[datetime] = mapped_column(TZDateTime)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    # pending -> applied | ignored (stale) | parked (dead letter)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    applied_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_missing", "status", "missing_kind", "missing_key"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    inbox_id: Mapped[int] = mapped_column(ForeignKey("inbox.id"), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    missing_kind: Mapped[str | None] = mapped_column(String(40))
+    missing_key: Mapped[str | None] = mapped_column(Id)
+    impact_value: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    status: Mapped[str] = mapped_column(String(16), default="parked")  # parked | resolved | dropped
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class AuditEntry(Base):
+    """Append-only: who decided what, why, and the state before and after."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(TZDateTime)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    entity: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[str] = mapped_column(String(220))
+    reason: Mapped[str | None] = mapped_column(Text)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class DomainEventRow(Base):
+    """Decisions for the notifiers, written in the transaction that made them (the outbox's source)."""
+
+    __tablename__ = "domain_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(40), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    cause: Mapped[str | None] = mapped_column(String(300))

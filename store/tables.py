@@ -1,0 +1,22 @@
+"""Core Table objects of the models, for set-based statements on the hot paths."""
+
+from __future__ import annotations
+
+from store import models as m
+
+warehouses = m.Warehouse.__table__
+suppliers = m.Supplier.__table__
+products = m.Product.__table__
+customers = m.Customer.__table__
+stock = m.Stock.__table__
+orders = m.Order.__table__
+order_lines = m.OrderLine.__table__
+allocations = m.Allocation.__table__
+purchase_orders = m.PurchaseOrder.__table__
+po_lines = m.POLine.__table__
+tasks = m.Task.__table__
+incidents = m.Incident.__table__
+inbox = m.InboxEvent.__table__
+dead_letters = m.DeadLetter.__table__
+audit_log = m.AuditEntry.__table__
+domain_events = m.DomainEventRow.__table__
