@@ -1,0 +1,270 @@
+"""The `backorder` command. Each command's docstring is its --help text."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from backorder.config import Settings, load_settings
+from services.context import Context
+from store.db import upgrade
+
+app = typer.Typer(help="backorder-bot: backorder intake, allocation, ETAs and alerts.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+events_app = typer.Typer(help="Canonical events.", no_args_is_help=True)
+orders_app = typer.Typer(help="Orders.", no_args_is_help=True)
+dl_app = typer.Typer(help="Dead letters: events that could not be applied yet.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(events_app, name="events")
+app.add_typer(orders_app, name="orders")
+app.add_typer(dl_app, name="deadletters")
+
+console = Console()
+DEMO_DB = "backorder-demo.db"
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except Exception as exc:  # a bad config file or variable: say which, then stop
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _context(upgrade_first: bool = True, **overrides: Any) -> Context:
+    settings = _settings(**overrides)
+    if upgrade_first:
+        upgrade(settings.database_url)
+    return Context.from_settings(settings)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"schema at [bold]{revision}[/bold] on {settings.database_url.split('@')[-1]}")
+
+
+@events_app.command("post")
+def events_post(file: Path, wait: bool = True) -> None:
+    """Store and apply the canonical events in FILE (one JSON event or an array)."""
+    from intake.envelope import parse_events
+    from intake.errors import EventValidationError
+
+    ctx = _context()
+    try:
+        events = parse_events(json.loads(file.read_text()))
+    except (EventValidationError, json.JSONDecodeError) as exc:
+        console.print(f"[red]{file}: rejected, nothing stored[/red]\n{exc}")
+        raise typer.Exit(1) from exc
+    _store_and_apply(ctx, [e.to_dict() for e in events], wait)
+
+
+def _store_and_apply(ctx: Context, envelopes: list[dict[str, Any]], wait: bool) -> None:
+    from rich.progress import Progress
+
+    from services.inbox import apply_next, store_events
+
+    outcomes, ids = store_events(ctx, envelopes)
+    console.print(f"{outcomes.count('accepted')} accepted, {outcomes.count('duplicate')} duplicate")
+    if wait and ids:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("applying", total=len(ids))
+            while apply_next(ctx) is not None:
+                progress.advance(task)
+        _print_inbox_summary(ctx, ids)
+
+
+def _print_inbox_summary(ctx: Context, ids: list[int]) -> None:
+    from sqlalchemy import func, select
+
+    from store import tables as t
+
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(select(t.inbox.c.status, func.count()).where(t.inbox.c.id.in_(ids))
+                            .group_by(t.inbox.c.status)).all()
+    console.print(", ".join(f"{n} {status}" for status, n in sorted(rows)))
+
+
+@app.command("import")
+def import_(kind: Annotated[str, typer.Argument(help="orders, stock, purchase_orders, products or customers")],
+            file: Path, wait: bool = True) -> None:
+    """Import a CSV file of KIND through the same validation and events as the API."""
+    from intake.csv_import import read_csv
+    from intake.envelope import parse_events
+    from intake.errors import EventValidationError
+
+    ctx = _context()
+    try:
+        envelopes = read_csv(kind, file, now=ctx.now())
+        events = parse_events(envelopes)
+    except (EventValidationError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]{file}: rejected, nothing stored[/red]\n{exc}")
+        raise typer.Exit(1) from exc
+    _store_and_apply(ctx, [e.to_dict() for e in events], wait)
+
+
+@orders_app.command("show")
+def orders_show(order_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show an order with its lines, allocations and ETAs."""
+    from services.reads import get_order
+
+    ctx = _context()
+    with ctx.engine.connect() as conn:
+        order = get_order(conn, order_id)
+    if order is None:
+        console.print(f"[red]order {order_id} not found[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        console.print_json(data=order)
+        return
+    console.print(_order_table(order))
+
+
+def _order_table(order: dict[str, Any]) -> Table:
+    flags = [f for f in ("rush", "ship_complete") if order[f]]
+    table = Table(title=f"Order {order['order_id']} for {order['customer_id']}"
+                  + (f" ({', '.join(flags)})" if flags else ""), title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, padding=(0, 1))
+    for col in ("line", "sku", "qty", "alloc", "ship", "status", "eta", "from"):
+        table.add_column(col, no_wrap=True)
+    for ln in order["lines"]:
+        table.add_row(ln["line_id"], ln["sku"], str(ln["qty"]), str(ln["qty_allocated"]), str(ln["qty_shipped"]),
+                      _status(ln["status"]), ln["eta"] or "-",
+                      ", ".join(f"{a['warehouse_id']}:{a['qty']}" for a in ln["allocations"]) or "-")
+    return table
+
+
+def _status(status: str) -> str:
+    colour = {"allocated": "green", "shipped": "blue", "partially_allocated": "yellow", "backordered": "red",
+              "cancelled": "dim"}.get(status, "white")
+    return f"[{colour}]{status}[/{colour}]"
+
+
+@app.command("allocate")
+def allocate(skus: Annotated[list[str] | None, typer.Argument(help="SKUs (all when none)")] = None) -> None:
+    """Run the batch allocation now: give available stock to waiting lines and project ETAs."""
+    from rich.progress import Progress
+    from services.batch import allocate_all
+
+    ctx = _context()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("allocating", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = allocate_all(ctx, skus or None, progress=advance)
+    console.print(report)
+
+
+@app.command("check-overdue")
+def check_overdue() -> None:
+    """Run the backorder workflow: rate late backorders, open procurement tasks and incidents."""
+    from services.workflow import check_overdue as run
+
+    ctx = _context()
+    _print_overdue(run(ctx))
+
+
+def _print_overdue(report: Any) -> None:
+    console.print(f"{report.lines} late line(s) over {report.skus} SKU(s), {report.total_value:,.2f} waiting; "
+                  f"{report.tasks_opened} task(s) and {report.incidents_opened} incident(s) opened")
+    if report.by_sku:
+        table = Table("sku", "lines", "value", "days late", "severity", "new ETA", title="Late backorders",
+                      title_justify="left")
+        for s in report.by_sku:
+            table.add_row(str(s["sku"]), str(s["lines"]), f"{s['value']:,.2f}", str(s["max_days_late"]),
+                          str(s["severity"]), str(s["new_eta"] or "none"))
+        console.print(table)
+
+
+@dl_app.command("list")
+def deadletters_list(status: str = "parked", limit: int = 100) -> None:
+    """List dead letters, highest impact (value of the orders they hold up) first."""
+    from services.deadletters import list_dead_letters
+
+    ctx = _context()
+    with ctx.engine.connect() as conn:
+        rows = list_dead_letters(conn, status or None, limit)
+    table = Table("id", "event", "type", "reason", "waiting for", "impact", "attempts", "since",
+                  title=f"Dead letters ({status or 'all'})", title_justify="left")
+    for r in rows:
+        table.add_row(str(r.id), f"{r.source}:{r.event_id}", r.type, r.reason, r.missing or "-",
+                      f"{r.impact_value:,.2f}", str(r.attempts), r.created_at.isoformat(timespec="minutes"))
+    console.print(table if rows else "no dead letters")
+
+
+@dl_app.command("retry")
+def deadletters_retry(ids: Annotated[list[int] | None, typer.Argument(help="dead letter ids")] = None,
+                      all_: Annotated[bool, typer.Option("--all")] = False) -> None:
+    """Queue dead letters to be applied again (by id, or --all), then apply them."""
+    from services.deadletters import retry
+    from services.inbox import drain
+    from store.db import unit_of_work
+
+    if not ids and not all_:
+        console.print("[red]name dead letter ids, or --all[/red]")
+        raise typer.Exit(2)
+    ctx = _context()
+    with unit_of_work(ctx.engine) as conn:
+        n = retry(conn, None if all_ else ids, ctx.now())
+    drain(ctx)
+    console.print(f"{n} dead letter(s) retried")
+
+
+@dl_app.command("drop")
+def deadletters_drop(ids: list[int]) -> None:
+    """Give up on dead letters by id (the inbox keeps the event, marked dropped)."""
+    from services.deadletters import drop
+    from store.db import unit_of_work
+
+    ctx = _context()
+    with unit_of_work(ctx.engine) as conn:
+        n = drop(conn, ids, ctx.now())
+    console.print(f"{n} dead letter(s) dropped")
+
+
+@app.command("serve")
+def serve(host: str = "127.0.0.1", port: int = 8000,
+          demo: Annotated[bool, typer.Option(help="serve a fresh demo data set")] = False) -> None:
+    """Run the HTTP API (FastAPI on uvicorn); the schema is upgraded first."""
+    import uvicorn
+
+    from bot.api import create_app
+
+    ctx = _fresh_demo_context(quiet=True) if demo else _context()
+    console.print(f"serving on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
+
+
+def _fresh_demo_context(quiet: bool) -> Context:
+    from services.demo import play
+
+    url = os.environ.get("BACKORDER_DEMO_DATABASE_URL", f"sqlite:///{DEMO_DB}")
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    ctx = _context(database_url=url)
+    play(ctx, console, quiet=quiet)
+    return ctx
+
+
+@app.command("demo")
+def demo() -> None:
+    """Play a week of orders, stock-outs, a late PO and a replenishment on a fresh SQLite file."""
+    started = datetime.now(UTC)
+    _fresh_demo_context(quiet=False)
+    console.print(f"\n[dim]demo finished in {(datetime.now(UTC) - started) / timedelta(seconds=1):.1f} s; "
+                  f"the data is in {DEMO_DB}: try `backorder serve --demo` and open /docs[/dim]")

@@ -1,0 +1,188 @@
+"""The `data` model of each event type.
+
+Documented fields are validated; any other field is allowed and kept as sent
+(`model_extra`), so sources can pass through attributes this service does not use yet.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from intake.fields import (
+    Count,
+    Day,
+    Email,
+    Id,
+    Locale,
+    Money,
+    Name,
+    Phone,
+    Qty,
+    Text,
+    Timestamp,
+    TimeZoneName,
+)
+
+MAX_LINES = 10_000
+
+
+class Payload(BaseModel):
+    """Base of every `data` model: extra fields allowed and kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _unique(values: list[str], what: str) -> list[str]:
+    seen: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value in seen:
+            raise PydanticCustomError(
+                "duplicate",
+                "duplicate {what} '{value}' (entries {first} and {second})",
+                {"what": what, "value": value, "first": seen[value], "second": index},
+            )
+        seen[value] = index
+    return values
+
+
+class WarehouseUpsertedData(Payload):
+    warehouse_id: Id = Field(description="Warehouse identifier")
+    name: Name = Field(description="Display name")
+    region: Id = Field(description="Region the warehouse serves, e.g. eu-west")
+
+
+class SupplierUpsertedData(Payload):
+    supplier_id: Id = Field(description="Supplier identifier")
+    name: Name = Field(description="Display name")
+    lead_time_days: Count = Field(description="Usual days from purchase order to receipt")
+    email: Email | None = Field(default=None, description="Contact email")
+
+
+class ProductUpsertedData(Payload):
+    sku: Id = Field(description="Stock keeping unit")
+    name: Name = Field(description="Display name")
+    price: Money = Field(description="Unit price, >= 0 (a JSON number or numeric string)")
+    supplier_id: Id | None = Field(default=None, description="Default supplier")
+    lead_time_days: Count | None = Field(default=None, description="Overrides the supplier's lead time")
+    reorder_point: Count = Field(default=0, description="Suggest a reorder at or below this on-hand count")
+    substitutes: list[Id] = Field(
+        default_factory=list, max_length=100, description="SKUs that may replace it"
+    )
+    category: Name | None = Field(default=None, description="Free-form category")
+
+    @field_validator("substitutes")
+    @classmethod
+    def _distinct_substitutes(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class Contacts(Payload):
+    email: Email | None = Field(default=None, description="Email address")
+    phone: Phone | None = Field(default=None, description="Phone for SMS, normalised to E.164")
+    whatsapp: Phone | None = Field(default=None, description="WhatsApp number, normalised to E.164")
+
+
+class CustomerUpsertedData(Payload):
+    customer_id: Id = Field(description="Customer identifier")
+    name: Name = Field(description="Display name")
+    tier: Literal["standard", "gold", "platinum"] = Field(default="standard", description="Service tier")
+    region: Id | None = Field(default=None, description="Region, matched against warehouse regions")
+    timezone: TimeZoneName = Field(default="UTC", description="IANA time zone, for quiet hours and dates")
+    locale: Locale = Field(default="en", description="Language for messages, e.g. en, en-GB, fr")
+    contacts: Contacts = Field(default_factory=Contacts, description="How to reach the customer")
+    preferences: dict[str, Any] = Field(default_factory=dict, description="Notification preferences")
+
+
+class OrderLine(Payload):
+    line_id: Id = Field(description="Line identifier, unique within the order")
+    sku: Id = Field(description="Ordered SKU")
+    qty: Qty = Field(description="Units ordered, 1..1,000,000,000")
+    unit_price: Money = Field(default=Decimal(0), description="Price per unit, >= 0")
+
+
+class OrderPlacedData(Payload):
+    order_id: Id = Field(description="Order identifier")
+    customer_id: Id = Field(description="Who ordered")
+    placed_at: Timestamp | None = Field(default=None, description="When ordered; defaults to occurred_at")
+    promised_date: Day | None = Field(default=None, description="Delivery date promised to the customer")
+    rush: bool = Field(default=False, description="Expedite: allocated ahead of non-rush lines")
+    ship_complete: bool = Field(default=False, description="Ship only when every line can ship")
+    channel: Id | None = Field(default=None, description="Order source channel, e.g. web, shopify, erp")
+    lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES, description="At least one line")
+
+    @field_validator("lines")
+    @classmethod
+    def _unique_line_ids(cls, lines: list[OrderLine]) -> list[OrderLine]:
+        _unique([line.line_id for line in lines], "line_id")
+        return lines
+
+
+class OrderCancelledData(Payload):
+    order_id: Id = Field(description="Order identifier")
+    line_ids: list[Id] | None = Field(
+        default=None, min_length=1, max_length=MAX_LINES, description="Lines to cancel; absent = whole order"
+    )
+    reason: Text | None = Field(default=None, description="Why")
+
+
+class InventoryReceivedData(Payload):
+    sku: Id = Field(description="SKU received")
+    warehouse_id: Id = Field(description="Where")
+    qty: Qty = Field(description="Units received, added to on hand")
+    po_id: Id | None = Field(default=None, description="Purchase order it arrived on")
+
+
+class InventoryAdjustedData(Payload):
+    sku: Id = Field(description="SKU counted")
+    warehouse_id: Id = Field(description="Where")
+    on_hand: Count = Field(description="Absolute on-hand count after the adjustment (not a delta)")
+    reason: Text | None = Field(default=None, description="Why, e.g. cycle count")
+
+
+class PoLine(Payload):
+    sku: Id = Field(description="SKU on order")
+    qty: Qty = Field(description="Units ordered")
+    received: Count = Field(default=0, description="Units already received")
+
+
+class PoUpdatedData(Payload):
+    po_id: Id = Field(description="Purchase order identifier")
+    supplier_id: Id = Field(description="Supplier")
+    warehouse_id: Id = Field(description="Receiving warehouse")
+    expected_at: Day = Field(description="Expected arrival date")
+    status: Literal["open", "cancelled", "closed"] = Field(default="open", description="PO status")
+    lines: list[PoLine] = Field(max_length=MAX_LINES, description="Lines on the PO (the full current set)")
+
+
+class ShipmentUpdatedData(Payload):
+    order_id: Id = Field(description="Order shipped")
+    line_ids: list[Id] | None = Field(
+        default=None, min_length=1, max_length=MAX_LINES, description="Lines in it; absent = all lines"
+    )
+    carrier: Name | None = Field(default=None, description="Carrier name")
+    tracking: Name | None = Field(default=None, description="Tracking number")
+    status: Literal["label_created", "shipped", "in_transit", "delivered", "exception"] = Field(
+        default="shipped", description="Shipment status"
+    )
+
+
+__all__ = [
+    "Contacts",
+    "CustomerUpsertedData",
+    "InventoryAdjustedData",
+    "InventoryReceivedData",
+    "OrderCancelledData",
+    "OrderLine",
+    "OrderPlacedData",
+    "Payload",
+    "PoLine",
+    "PoUpdatedData",
+    "ProductUpsertedData",
+    "ShipmentUpdatedData",
+    "SupplierUpsertedData",
+    "WarehouseUpsertedData",
+]
