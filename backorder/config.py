@@ -44,10 +44,6 @@ class SeveritySettings(BaseModel):
     critical_value: float = Field(5000.0, ge=0, description="waiting value from which it is critical")
 
 
-class IntakeSettings(BaseModel):
-    apply_chunk: int = Field(500, ge=1, description="inbox events applied per drain step")
-
-
 def _config_file() -> Path:
     return Path(os.environ.get("BACKORDER_CONFIG", "backorder.toml"))
 
@@ -61,7 +57,6 @@ class Settings(BaseSettings):
     api_token: str | None = Field(None, description="when set, every endpoint but /healthz needs it")
     allocation: AllocationSettings = Field(default_factory=AllocationSettings)
     severity: SeveritySettings = Field(default_factory=SeveritySettings)
-    intake: IntakeSettings = Field(default_factory=IntakeSettings)
 
     @field_validator("database_url")
     @classmethod

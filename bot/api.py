@@ -62,7 +62,7 @@ def create_app(ctx: Context, *, background_applier: bool = True) -> FastAPI:
             events = parse_events(body)
         except EventValidationError as exc:
             return JSONResponse({"detail": exc.errors}, status_code=422)
-        envelopes = [ev.model_dump(mode="json") for ev in events]
+        envelopes = [ev.to_dict() for ev in events]
         outcomes, inbox_ids = await run_in_threadpool(store_events, ctx, envelopes)
         if wait and inbox_ids:
             await run_in_threadpool(drain, ctx, inbox_ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 
-class Park(Exception):  # noqa: N818 - an outcome, not an error
+class Park(Exception):
     """Valid but cannot be applied yet: kept as a dead letter until `missing_kind` `missing_key` arrives."""
 
     def __init__(self, reason: str, missing_kind: str | None = None, missing_key: str | None = None,
@@ -17,7 +17,7 @@ class Park(Exception):  # noqa: N818 - an outcome, not an error
         self.impact_value = Decimal(str(impact_value))
 
 
-class Ignore(Exception):  # noqa: N818 - an outcome, not an error
+class Ignore(Exception):
     """Recorded but changes nothing (a stale count, an order placed twice)."""
 
     def __init__(self, note: str) -> None:

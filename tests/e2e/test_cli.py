@@ -1,0 +1,81 @@
+"""The `backorder` console script, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+BIN = [sys.executable, "-m", "backorder"]
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BACKORDER_")}
+    full_env.update(env or {})
+    full_env["COLUMNS"] = "160"
+    return subprocess.run([*BIN, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120)
+
+
+def test_demo_tells_the_story_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
+    (tmp_path / "backorder-demo.db").write_text("not a database: the demo must start afresh")
+    done = run(["demo"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for expected in ("the orders come in", "5 x KTL-200 backordered", "PO-77 arrives", "task #",
+                     "incident #", "shipped with DPD (DPD-5521)"):
+        assert expected in out, expected
+    shown = run(["orders", "show", "1044", "--json"], tmp_path,
+                {"BACKORDER_DATABASE_URL": "sqlite:///backorder-demo.db"})
+    assert shown.returncode == 0, shown.stderr
+    order = json.loads(shown.stdout)
+    assert order["ship_complete"] is True
+    assert [(ln["status"], ln["qty_allocated"]) for ln in order["lines"]] == [("allocated", 2)]
+
+
+def test_events_import_show_and_dead_letters(tmp_path: Path, engine: Engine, database_url: str) -> None:
+    env = {"BACKORDER_DATABASE_URL": database_url}
+    events = [
+        {"event_id": "w", "type": "warehouse.upserted", "occurred_at": "2026-03-01T09:00:00Z",
+         "data": {"warehouse_id": "LDS", "name": "Leeds", "region": "north"}},
+        {"event_id": "c", "type": "customer.upserted", "occurred_at": "2026-03-01T09:00:00Z",
+         "data": {"customer_id": "C1", "name": "Ada", "region": "north"}},
+    ]
+    (tmp_path / "events.json").write_text(json.dumps(events))
+    done = run(["events", "post", "events.json"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert "2 accepted, 0 duplicate" in done.stdout
+    assert "1 accepted" not in run(["events", "post", "events.json"], tmp_path, env).stdout
+
+    (tmp_path / "orders.csv").write_text(
+        "order_id,customer_id,placed_at,promised_date,rush,ship_complete,line_id,sku,qty,unit_price\n"
+        "1042,C1,2026-03-01T10:00:00Z,2026-03-05,false,false,1,KTL-200,3,40\n"
+    )
+    done = run(["import", "orders", "orders.csv"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert "1 parked" in done.stdout  # KTL-200 is not in the catalogue yet
+    listed = run(["deadletters", "list"], tmp_path, env)
+    assert "unknown SKU KTL-200" in listed.stdout and "120.00" in listed.stdout
+
+    (tmp_path / "products.csv").write_text(
+        "sku,name,price,supplier_id,lead_time_days,reorder_point,substitutes,category\n"
+        "KTL-200,Blue kettle,40,,7,0,,kettles\n"
+    )
+    done = run(["import", "products", "products.csv"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(run(["orders", "show", "1042", "--json"], tmp_path, env).stdout)
+    assert shown["lines"][0]["status"] == "backordered"  # the parked order came back by itself
+
+    (tmp_path / "bad.csv").write_text("sku,warehouse_id,on_hand\nKTL-200,LDS,-4\n")
+    done = run(["import", "stock", "bad.csv"], tmp_path, env)
+    assert done.returncode == 1
+    assert "row 2, column on_hand" in done.stdout and "nothing stored" in done.stdout
+
+
+def test_bad_configuration_stops_with_the_key(tmp_path: Path) -> None:
+    done = run(["db", "upgrade"], tmp_path, {"BACKORDER_ALLOCATION__POLICY": "random"})
+    assert done.returncode == 2
+    assert "allocation.policy" in done.stdout
