@@ -35,17 +35,22 @@ def run_pass(
     """Lock the SKUs, apply `prepare` (cancel, ship, release), allocate, project ETAs, write it all.
 
     Ship-complete orders waiting on these SKUs pull their other SKUs into the pass, so the
-    all-or-nothing check sees every line of the order.
+    all-or-nothing check sees every line of the order. With a `prepare` step (which may take
+    units back) every ship-complete order on these SKUs does, waiting or not: losing units of
+    one line must release its other lines too.
     """
     skus = set(skus)
     io.lock_skus(conn, skus)
-    loaded = io.load_open(conn, skus, extra_line_pks)
-    waiting_whole = {ln.order_id for ln in loaded.lines if ln.ship_complete and ln.waiting}
+    holding = prepare is not None  # only cancel, ship and release touch lines that hold stock
+    loaded = io.load_open(conn, skus, extra_line_pks, holding)
+    waiting_whole = {ln.order_id for ln in loaded.lines
+                     if ln.ship_complete and (ln.waiting or prepare is not None)}
     more = io.skus_of_orders(conn, waiting_whole) - skus if waiting_whole else set()
     if more:
+        # Already holding `skus`: waiting for more could deadlock with a pass holding those.
+        io.lock_skus(conn, more, nowait=True)
         skus |= more
-        io.lock_skus(conn, skus)
-        loaded = io.load_open(conn, skus, extra_line_pks)
+        loaded = io.load_open(conn, skus, extra_line_pks, holding)
     policy = policy_for(conn, ctx)
     result = AllocationResult()
     if prepare is not None:

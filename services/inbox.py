@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
+from sqlalchemy.exc import DBAPIError
 
 from services import master_data, orders, stock
 from services.context import Context
@@ -35,6 +37,14 @@ HANDLERS: dict[str, Handler] = {
 }
 
 ACCEPTED, DUPLICATE = "accepted", "duplicate"
+# PostgreSQL deadlock, serialization failure, lock not available: the unit of work is rolled
+# back and tried again (the event stays pending), never parked as a dead letter.
+TRANSIENT_SQLSTATES = {"40P01", "40001", "55P03"}
+APPLY_ATTEMPTS = 30
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
 
 
 def store_events(ctx: Context, events: Sequence[dict[str, Any]]) -> tuple[list[str], list[int]]:
@@ -71,7 +81,22 @@ def store_events(ctx: Context, events: Sequence[dict[str, Any]]) -> tuple[list[s
 
 
 def apply_next(ctx: Context) -> int | None:
-    """Claim the oldest pending inbox event and apply it in its own unit of work; None when idle."""
+    """Claim the oldest pending inbox event and apply it in its own unit of work; None when idle.
+
+    A deadlock or serialization failure rolls the unit of work back and tries again.
+    """
+    for attempt in range(1, APPLY_ATTEMPTS + 1):
+        try:
+            return _apply_next_once(ctx)
+        except DBAPIError as exc:
+            if not _transient(exc) or attempt == APPLY_ATTEMPTS:
+                raise
+            log.info("inbox apply hit %s; retrying (attempt %d)", type(exc.orig).__name__, attempt)
+            time.sleep(random.uniform(0, min(0.25, 0.005 * 2 ** min(attempt, 10))))
+    return None  # pragma: no cover - the loop returns or raises
+
+
+def _apply_next_once(ctx: Context) -> int | None:
     with unit_of_work(ctx.engine) as conn:
         i = t.inbox
         q = select(i.c.id, i.c.type, i.c.source, i.c.event_id, i.c.occurred_at, i.c.payload).where(
@@ -103,6 +128,8 @@ def _apply(conn: Connection, ctx: Context, row: Any) -> tuple[str, str | None]:
         return "parked", why.reason
     except Exception as exc:  # an event we cannot apply must not block the ones behind it
         savepoint.rollback()
+        if _transient(exc):
+            raise  # roll back the whole unit of work; apply_next tries again
         log.exception("applying inbox event %s failed", row.id)
         park(conn, row.id, Park(f"error: {type(exc).__name__}: {exc}"), ctx.now())
         return "parked", f"error: {exc}"

@@ -40,6 +40,10 @@ def order_placed(conn: Connection, ctx: Context, data: dict[str, Any], at: datet
     if missing:
         raise Park(f"unknown SKU {', '.join(missing)}", "product", missing[0], value)
     placed_at = _parse_dt(data["placed_at"]) if data.get("placed_at") else at
+    # Lock the SKUs before inserting lines: the lines' foreign keys take KEY SHARE locks on
+    # the product rows, and asking for FOR UPDATE on them afterwards deadlocks with another
+    # process placing an order for the same SKU (PostgreSQL).
+    io.lock_skus(conn, skus)
     conn.execute(insert(o).values(
         order_id=order_id, customer_id=data["customer_id"], placed_at=placed_at,
         promised_date=date.fromisoformat(data["promised_date"]) if data.get("promised_date") else None,

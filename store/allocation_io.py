@@ -17,6 +17,7 @@ from allocation.model import DomainEvent, InboundPO, Line, Stock
 from store import tables as t
 
 OPEN_STATUSES = ("backordered", "partially_allocated", "allocated")
+WAITING_STATUSES = ("backordered", "partially_allocated")
 
 
 def line_key(pk: int) -> str:
@@ -49,13 +50,18 @@ class Loaded:
     alloc_rows: dict[tuple[str, str], int]  # (line key, warehouse) -> active allocation row id
 
 
-def lock_skus(conn: Connection, skus: Iterable[str]) -> None:
-    """Serialize allocation per SKU across processes: lock the product rows, in a fixed order."""
+def lock_skus(conn: Connection, skus: Iterable[str], *, nowait: bool = False) -> None:
+    """Serialize allocation per SKU across processes: lock the product rows, in a fixed order.
+
+    nowait=True is for locks taken while already holding others (out of order, so waiting
+    could deadlock): PostgreSQL raises LockNotAvailable at once and the caller's unit of
+    work is rolled back and retried (services.inbox.apply_next).
+    """
     if conn.dialect.name != "postgresql":
         return  # SQLite runs one writer at a time (BEGIN IMMEDIATE)
     conn.execute(
         select(t.products.c.sku).where(t.products.c.sku.in_(sorted(set(skus)))).order_by(t.products.c.sku)
-        .with_for_update()
+        .with_for_update(nowait=nowait)
     ).all()
 
 
@@ -73,11 +79,16 @@ def _line_query(where: Any) -> Any:
     )
 
 
-def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[int] = ()) -> Loaded:
-    """Open lines and all stock of `skus` (plus any lines named by pk, e.g. ones being cancelled)."""
+def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[int] = (),
+              holding: bool = True) -> Loaded:
+    """Open lines and all stock of `skus` (plus any lines named by pk, e.g. ones being cancelled).
+
+    With holding=False, fully allocated lines are left out: a pass that only gives stock out
+    never touches them, and a busy SKU can have many more of them than waiting lines.
+    """
     skus = sorted(set(skus))
     l = t.order_lines
-    where = and_(l.c.sku.in_(skus), l.c.status.in_(OPEN_STATUSES))
+    where = and_(l.c.sku.in_(skus), l.c.status.in_(OPEN_STATUSES if holding else WAITING_STATUSES))
     rows = list(conn.execute(_line_query(where)))
     if extra_line_pks:
         seen = {r.id for r in rows}
