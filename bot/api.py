@@ -35,8 +35,13 @@ def create_app(ctx: Context, *, background_applier: bool = True) -> FastAPI:
         if background_applier:
             applier.stop()
 
+    guarded = bool(ctx.settings.api_token)
+    # With a token set, the schema is behind it too ("every endpoint but /healthz"); the
+    # interactive /docs page cannot send a bearer token for it, so it is off then.
     app = FastAPI(title="backorder-bot", version="0.1.0", lifespan=lifespan,
-                  description="Backorder intake, allocation and ETA projection.")
+                  description="Backorder intake, allocation and ETA projection.",
+                  openapi_url=None if guarded else "/openapi.json", docs_url=None if guarded else "/docs",
+                  redoc_url=None)
 
     def authorize(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         token = ctx.settings.api_token
@@ -44,6 +49,11 @@ def create_app(ctx: Context, *, background_applier: bool = True) -> FastAPI:
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     auth = [Depends(authorize)]
+
+    if guarded:
+        @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+        def openapi() -> dict[str, Any]:
+            return app.openapi()
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
