@@ -125,7 +125,8 @@ def story(start: datetime) -> list[Chapter]:
     arrival = Chapter(
         "Day 10: PO-77 arrives",
         "Eight kettles and four toasters are received in Leeds and go straight to the waiting lines, "
-        "in order; Devon's ship-complete order can finally be filled in one go.",
+        "in order; Devon's ship-complete order can finally be filled in one go. Beatriz's order ships. Emil, "
+        "back again, wants steel kettles, which nobody has: no PO, so his date comes from KettleCo's lead time.",
         [
             _ev(next(n), "inventory.received", at(9 * 24), {"sku": "KTL-200", "warehouse_id": "LDS", "qty": 8,
                                                            "po_id": "PO-77"}),
@@ -133,8 +134,9 @@ def story(start: datetime) -> list[Chapter]:
                                                            "po_id": "PO-77"}),
             _ev(next(n), "shipment.updated", at(9 * 24 + 2), {"order_id": "1041", "carrier": "DPD",
                                                              "tracking": "DPD-5521", "status": "shipped"}),
+            order("1046", "C-EMI", 9 * 24 + 3, 12, [("1", "KTL-210", 2, 42.0)]),
         ],
         advance_days=4,
-        show_orders=["1041", "1042", "1043", "1044"],
+        show_orders=["1041", "1042", "1043", "1044", "1046"],
     )
     return [setup, rush, po, slip, late, arrival]
