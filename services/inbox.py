@@ -113,8 +113,7 @@ def _apply_next_once(ctx: Context) -> int | None:
 
 def _apply(conn: Connection, ctx: Context, row: Any) -> tuple[str, str | None]:
     cause = f"{row.source}:{row.event_id}"
-    occurred_at = row.occurred_at if row.occurred_at.tzinfo else row.occurred_at.replace(
-        tzinfo=datetime.fromisoformat(row.payload["occurred_at"]).tzinfo)
+    occurred_at = row.occurred_at  # aware, in UTC (store.models.UTCDateTime)
     savepoint = conn.begin_nested()
     try:
         HANDLERS[row.type](conn, ctx, row.payload["data"], occurred_at, cause)

@@ -58,8 +58,6 @@ def inventory_adjusted(conn: Connection, ctx: Context, data: dict[str, Any], at:
     io.lock_skus(conn, [sku])
     before = _stock_row(conn, sku, wh)
     counted_at = before.counted_at
-    if counted_at is not None and counted_at.tzinfo is None:
-        counted_at = counted_at.replace(tzinfo=at.tzinfo)
     if counted_at is not None and at < counted_at:
         raise Ignore(f"stale count: {sku}@{wh} was counted at {counted_at.isoformat()}, after this one")
     s = t.stock
@@ -79,7 +77,7 @@ def po_updated(conn: Connection, ctx: Context, data: dict[str, Any], at: datetim
     po_id = data["po_id"]
     existing = conn.execute(select(po.c.updated_at).where(po.c.po_id == po_id)).first()
     if existing is not None and existing.updated_at is not None:
-        last = existing.updated_at if existing.updated_at.tzinfo else existing.updated_at.replace(tzinfo=at.tzinfo)
+        last = existing.updated_at
         if at < last:
             raise Ignore(f"stale update: PO {po_id} was updated at {last.isoformat()}, after this one")
     old_lines = {r.sku: r for r in conn.execute(select(pl.c.sku, pl.c.qty, pl.c.received).where(pl.c.po_id == po_id))}

@@ -100,7 +100,7 @@ def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[in
     for r in rows:
         key = line_key(r.id)
         line = Line(
-            line_id=key, order_id=r.order_id, sku=r.sku, qty=r.qty, placed_at=_aware(r.placed_at),
+            line_id=key, order_id=r.order_id, sku=r.sku, qty=r.qty, placed_at=r.placed_at,
             qty_allocated=r.qty_allocated, qty_shipped=r.qty_shipped, promised_date=r.promised_date,
             tier=r.tier, rush=r.rush, ship_complete=r.ship_complete, region=r.region,
             unit_price=float(r.unit_price), cancelled=r.status == "cancelled", status=r.status,
@@ -112,8 +112,10 @@ def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[in
     alloc_rows: dict[tuple[str, str], int] = {}
     if rows:
         a = t.allocations
+        # By line (ix_allocations_line), not by SKU: allocations has no SKU index, and only the
+        # loaded lines' rows are wanted.
         q = select(a.c.id, a.c.line_pk, a.c.warehouse_id, a.c.qty).where(
-            a.c.sku.in_(skus), a.c.status == "allocated"
+            a.c.line_pk.in_([r.id for r in rows]), a.c.status == "allocated"
         )
         for ar in conn.execute(q):
             line = by_key.get(line_key(ar.line_pk))
@@ -271,13 +273,6 @@ def write_audit(conn: Connection, rows: Sequence[dict[str, Any]], actor: str, re
 def count_active(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(t.allocations)
                         .where(t.allocations.c.status == "allocated")).scalar_one()
-
-
-def _aware(dt: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    from datetime import UTC
-
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _jsonable(v: Any) -> Any:
