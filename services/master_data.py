@@ -6,27 +6,33 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Table, select
 
 from services.allocating import run_pass
 from services.context import Context
 from services.deadletters import release_waiting_on
+from services.outcomes import Ignore
 from store import tables as t
-from store.upsert import upsert
+from store.upsert import upsert_newer
+
+
+def _write(conn: Connection, table: Table, row: dict[str, Any], key: str) -> None:
+    if not upsert_newer(conn, table, row, [key]):
+        raise Ignore(f"stale: {key} {row[key]} was updated by a newer event")
 
 
 def warehouse_upserted(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
-    upsert(conn, t.warehouses, [{"warehouse_id": data["warehouse_id"], "name": data["name"],
-                                 "region": data.get("region"), "updated_at": at}], ["warehouse_id"])
+    _write(conn, t.warehouses, {"warehouse_id": data["warehouse_id"], "name": data["name"],
+                                "region": data.get("region"), "updated_at": at}, "warehouse_id")
     release_waiting_on(conn, "warehouse", data["warehouse_id"], ctx.now())
 
 
 def supplier_upserted(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
     old = conn.execute(select(t.suppliers.c.lead_time_days)
                        .where(t.suppliers.c.supplier_id == data["supplier_id"])).scalar_one_or_none()
-    upsert(conn, t.suppliers, [{"supplier_id": data["supplier_id"], "name": data["name"],
-                                "lead_time_days": data.get("lead_time_days"), "email": data.get("email"),
-                                "updated_at": at}], ["supplier_id"])
+    _write(conn, t.suppliers, {"supplier_id": data["supplier_id"], "name": data["name"],
+                               "lead_time_days": data.get("lead_time_days"), "email": data.get("email"),
+                               "updated_at": at}, "supplier_id")
     if old != data.get("lead_time_days"):
         # A new lead time moves the ETA of every line beyond PO cover of this supplier's SKUs.
         p = t.products
@@ -39,13 +45,13 @@ def product_upserted(conn: Connection, ctx: Context, data: dict[str, Any], at: d
     p = t.products
     known = {"sku", "name", "price", "supplier_id", "lead_time_days", "reorder_point", "substitutes", "category"}
     old = conn.execute(select(p.c.lead_time_days, p.c.supplier_id).where(p.c.sku == data["sku"])).first()
-    upsert(conn, p, [{
+    _write(conn, p, {
         "sku": data["sku"], "name": data["name"], "price": Decimal(str(data.get("price", 0))),
         "supplier_id": data.get("supplier_id"), "lead_time_days": data.get("lead_time_days"),
         "reorder_point": data.get("reorder_point") or 0, "substitutes": list(data.get("substitutes") or []),
         "category": data.get("category"), "extra": {k: v for k, v in data.items() if k not in known},
         "updated_at": at,
-    }], ["sku"])
+    }, "sku")
     if old is not None and (old.lead_time_days, old.supplier_id) != (data.get("lead_time_days"),
                                                                      data.get("supplier_id")):
         run_pass(conn, ctx, [data["sku"]], cause)
@@ -53,11 +59,11 @@ def product_upserted(conn: Connection, ctx: Context, data: dict[str, Any], at: d
 
 
 def customer_upserted(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
-    upsert(conn, t.customers, [{
+    _write(conn, t.customers, {
         "customer_id": data["customer_id"], "name": data["name"], "tier": data.get("tier") or "standard",
         "region": data.get("region"), "timezone": data.get("timezone") or "UTC",
         "locale": data.get("locale") or "en",
         "contacts": {k: v for k, v in (data.get("contacts") or {}).items() if v},
         "preferences": data.get("preferences") or {}, "updated_at": at,
-    }], ["customer_id"])
+    }, "customer_id")
     release_waiting_on(conn, "customer", data["customer_id"], ctx.now())
