@@ -206,13 +206,15 @@ def save(conn: Connection, loaded: Loaded, now: datetime) -> list[dict[str, Any]
                     else:
                         alloc_updates.append({"b_id": row_id, "qty": new_qty, "updated_at": now,
                                               "status": "allocated" if new_qty else "released"})
-        if (ln.qty_allocated, ln.status) != (b.qty_allocated, b.status):
+        moved = (ln.qty_allocated, ln.qty_shipped, ln.status) != (b.qty_allocated, b.qty_shipped, b.status)
+        if moved or ln.eta != b.eta:
             audit.append({
                 "entity": "order_line", "entity_id": f"{ln.order_id}/{loaded.public_ids[ln.line_id]}",
-                "action": ln.status,
-                "before": {"status": b.status, "qty_allocated": b.qty_allocated, "allocations": b.allocations},
-                "after": {"status": ln.status, "qty_allocated": ln.qty_allocated,
-                          "allocations": dict(ln.allocations)},
+                "action": ln.status if moved else "eta_changed",
+                "before": {"status": b.status, "qty_allocated": b.qty_allocated, "qty_shipped": b.qty_shipped,
+                           "allocations": b.allocations, "eta": b.eta, "eta_reason": b.eta_reason},
+                "after": {"status": ln.status, "qty_allocated": ln.qty_allocated, "qty_shipped": ln.qty_shipped,
+                          "allocations": dict(ln.allocations), "eta": ln.eta, "eta_reason": ln.eta_reason},
             })
     l, a, s = t.order_lines, t.allocations, t.stock
     if line_updates:

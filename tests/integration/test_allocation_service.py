@@ -363,7 +363,8 @@ def test_decisions_write_domain_events_and_audit_rows(ctx: Context) -> None:
     assert (stock_row.entity_id, stock_row.before, stock_row.after) == ("A@LDS", {"on_hand": 0}, {"on_hand": 2})
     line_row = next(r for r in rows if r.entity == "order_line")
     assert line_row.entity_id == "1/1" and line_row.before["status"] == "backordered"
-    assert line_row.after == {"status": "allocated", "qty_allocated": 2, "allocations": {"LDS": 2}}
+    assert line_row.after == {"status": "allocated", "qty_allocated": 2, "qty_shipped": 0, "allocations": {"LDS": 2},
+                              "eta": None, "eta_reason": None}
     assert line_row.actor == "allocator"
 
 
