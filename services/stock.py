@@ -19,15 +19,14 @@ from store import tables as t
 from store.upsert import insert_ignore
 
 
-def _require_sku_and_warehouse(conn: Connection, sku: str, warehouse_id: str) -> None:
+def _locked_stock_row(conn: Connection, sku: str, warehouse_id: str) -> Any:
+    """Check both records exist (else park), lock the SKU, and return its stock row there (made if new)."""
     if not conn.execute(select(t.warehouses.c.warehouse_id)
                         .where(t.warehouses.c.warehouse_id == warehouse_id)).first():
         raise Park(f"unknown warehouse {warehouse_id}", "warehouse", warehouse_id)
     if not conn.execute(select(t.products.c.sku).where(t.products.c.sku == sku)).first():
         raise Park(f"unknown SKU {sku}", "product", sku)
-
-
-def _stock_row(conn: Connection, sku: str, warehouse_id: str) -> Any:
+    io.lock_skus(conn, [sku])
     s = t.stock
     insert_ignore(conn, s, [{"sku": sku, "warehouse_id": warehouse_id, "on_hand": 0, "allocated": 0}],
                   ["sku", "warehouse_id"])
@@ -37,9 +36,7 @@ def _stock_row(conn: Connection, sku: str, warehouse_id: str) -> Any:
 
 def inventory_received(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
     sku, wh, qty = data["sku"], data["warehouse_id"], data["qty"]
-    _require_sku_and_warehouse(conn, sku, wh)
-    io.lock_skus(conn, [sku])
-    before = _stock_row(conn, sku, wh)
+    before = _locked_stock_row(conn, sku, wh)
     s = t.stock
     conn.execute(update(s).where(s.c.sku == sku, s.c.warehouse_id == wh).values(on_hand=s.c.on_hand + qty))
     if data.get("po_id"):
@@ -54,9 +51,7 @@ def inventory_received(conn: Connection, ctx: Context, data: dict[str, Any], at:
 
 def inventory_adjusted(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
     sku, wh, on_hand = data["sku"], data["warehouse_id"], data["on_hand"]
-    _require_sku_and_warehouse(conn, sku, wh)
-    io.lock_skus(conn, [sku])
-    before = _stock_row(conn, sku, wh)
+    before = _locked_stock_row(conn, sku, wh)
     counted_at = before.counted_at
     if counted_at is not None and at < counted_at:
         raise Ignore(f"stale count: {sku}@{wh} was counted at {counted_at.isoformat()}, after this one")
