@@ -51,7 +51,7 @@ def run_pass(
         io.lock_skus(conn, more, nowait=True)
         skus |= more
         loaded = io.load_open(conn, skus, extra_line_pks, holding)
-    policy = policy_for(conn, ctx)
+    policy = ctx.settings.allocation_policy(loaded.regions)
     result = AllocationResult()
     if prepare is not None:
         result.extend(prepare(loaded, policy))

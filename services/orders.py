@@ -28,35 +28,37 @@ def _parse_dt(value: str) -> datetime:
 def order_placed(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
     o, l = t.orders, t.order_lines
     order_id = data["order_id"]
-    if conn.execute(select(o.c.order_id).where(o.c.order_id == order_id)).first():
+    c = t.customers
+    placed, customer_known = conn.execute(select(
+        select(o.c.order_id).where(o.c.order_id == order_id).exists(),
+        select(c.c.customer_id).where(c.c.customer_id == data["customer_id"]).exists(),
+    )).one()
+    if placed:
         raise Ignore(f"order {order_id} was already placed")
     value = sum(Decimal(str(ln.get("unit_price", 0))) * ln["qty"] for ln in data["lines"])
-    if not conn.execute(select(t.customers.c.customer_id)
-                        .where(t.customers.c.customer_id == data["customer_id"])).first():
+    if not customer_known:
         raise Park(f"unknown customer {data['customer_id']}", "customer", data["customer_id"], value)
     skus = sorted({ln["sku"] for ln in data["lines"]})
-    known = set(conn.execute(select(t.products.c.sku).where(t.products.c.sku.in_(skus))).scalars())
+    # Lock the SKUs before inserting lines: the lines' foreign keys take KEY SHARE locks on
+    # the product rows, and asking for FOR UPDATE on them afterwards deadlocks with another
+    # process placing an order for the same SKU (PostgreSQL).
+    known = io.lock_skus(conn, skus, report=True)
     missing = [s for s in skus if s not in known]
     if missing:
         raise Park(f"unknown SKU {', '.join(missing)}", "product", missing[0], value)
     placed_at = _parse_dt(data["placed_at"]) if data.get("placed_at") else at
-    # Lock the SKUs before inserting lines: the lines' foreign keys take KEY SHARE locks on
-    # the product rows, and asking for FOR UPDATE on them afterwards deadlocks with another
-    # process placing an order for the same SKU (PostgreSQL).
-    io.lock_skus(conn, skus)
     conn.execute(insert(o).values(
         order_id=order_id, customer_id=data["customer_id"], placed_at=placed_at,
         promised_date=date.fromisoformat(data["promised_date"]) if data.get("promised_date") else None,
         rush=bool(data.get("rush")), ship_complete=bool(data.get("ship_complete")),
         channel=data.get("channel"), source=cause.split(":", 1)[0], status="open",
     ))
-    conn.execute(insert(l), [
+    new_pks = conn.execute(insert(l).returning(l.c.id), [
         {"order_id": order_id, "line_id": ln["line_id"], "sku": ln["sku"], "qty": ln["qty"],
          "unit_price": Decimal(str(ln.get("unit_price", 0))), "qty_allocated": 0, "qty_shipped": 0,
          "status": "backordered", "backordered_at": None}
         for ln in data["lines"]
-    ])
-    new_pks = conn.execute(select(l.c.id).where(l.c.order_id == order_id)).scalars().all()
+    ]).scalars().all()
     run_pass(conn, ctx, skus, cause, new_line_pks=new_pks)
     # A line still waiting after its first pass is a backorder from the moment it was placed.
     conn.execute(update(l).where(l.c.order_id == order_id, l.c.status.in_(("backordered", "partially_allocated")))

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 
 from allocation.model import DomainEvent, InboundPO, Line, Stock
 from store import tables as t
+from store.db import txn_state
 
 OPEN_STATUSES = ("backordered", "partially_allocated", "allocated")
 WAITING_STATUSES = ("backordered", "partially_allocated")
@@ -48,21 +49,33 @@ class Loaded:
     before: dict[str, LineSnapshot]
     stock_before: dict[tuple[str, str], tuple[int, int]]
     alloc_rows: dict[tuple[str, str], int]  # (line key, warehouse) -> active allocation row id
+    regions: dict[str, str]  # warehouse -> region, for the warehouses holding these SKUs
 
 
-def lock_skus(conn: Connection, skus: Iterable[str], *, nowait: bool = False) -> None:
+def lock_skus(conn: Connection, skus: Iterable[str], *, nowait: bool = False, report: bool = False) -> set[str]:
     """Serialize allocation per SKU across processes: lock the product rows, in a fixed order.
 
     nowait=True is for locks taken while already holding others (out of order, so waiting
     could deadlock): PostgreSQL raises LockNotAvailable at once and the caller's unit of
-    work is rolled back and retried (services.inbox.apply_next).
+    work is rolled back and retried (services.inbox.apply_next). With report=True it returns
+    which of the SKUs exist (on SQLite too); otherwise an empty set.
     """
+    wanted = set(skus)
+    p = t.products
     if conn.dialect.name != "postgresql":
-        return  # SQLite runs one writer at a time (BEGIN IMMEDIATE)
-    conn.execute(
-        select(t.products.c.sku).where(t.products.c.sku.in_(sorted(set(skus)))).order_by(t.products.c.sku)
-        .with_for_update(nowait=nowait)
-    ).all()
+        # SQLite runs one writer at a time (BEGIN IMMEDIATE): nothing to lock.
+        if not report:
+            return set()
+        return set(conn.execute(select(p.c.sku).where(p.c.sku.in_(sorted(wanted)))).scalars())
+    # Row locks last until commit: remember them for the transaction, so a handler and the
+    # allocation pass it calls do not lock the same rows twice.
+    held: set[str] = txn_state(conn).setdefault("locked_skus", set())
+    todo = sorted(wanted - held)
+    if todo:
+        held.update(conn.execute(
+            select(p.c.sku).where(p.c.sku.in_(todo)).order_by(p.c.sku).with_for_update(nowait=nowait)
+        ).scalars())
+    return wanted & held if report else set()
 
 
 def _line_query(where: Any) -> Any:
@@ -122,19 +135,23 @@ def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[in
             if line is not None:
                 line.allocations[ar.warehouse_id] = line.allocations.get(ar.warehouse_id, 0) + ar.qty
                 alloc_rows[(line.line_id, ar.warehouse_id)] = ar.id
-    s = t.stock
-    stocks = [
-        Stock(sku=r.sku, warehouse_id=r.warehouse_id, on_hand=r.on_hand, allocated=r.allocated)
-        for r in conn.execute(select(s.c.sku, s.c.warehouse_id, s.c.on_hand, s.c.allocated)
-                              .where(s.c.sku.in_(skus)).order_by(s.c.sku, s.c.warehouse_id))
-    ]
+    s, w = t.stock, t.warehouses
+    stocks: list[Stock] = []
+    regions: dict[str, str] = {}
+    # The regions of the warehouses holding these SKUs are all a pass needs to rank warehouses.
+    for r in conn.execute(select(s.c.sku, s.c.warehouse_id, s.c.on_hand, s.c.allocated, w.c.region)
+                          .join(w, w.c.warehouse_id == s.c.warehouse_id)
+                          .where(s.c.sku.in_(skus)).order_by(s.c.sku, s.c.warehouse_id)):
+        stocks.append(Stock(sku=r.sku, warehouse_id=r.warehouse_id, on_hand=r.on_hand, allocated=r.allocated))
+        if r.region:
+            regions[r.warehouse_id] = r.region
     before = {
         ln.line_id: LineSnapshot(ln.qty_allocated, ln.qty_shipped, ln.status, ln.eta, ln.eta_reason,
                                  dict(ln.allocations))
         for ln in lines
     }
     stock_before = {(st.sku, st.warehouse_id): (st.on_hand, st.allocated) for st in stocks}
-    return Loaded(lines, stocks, public, before, stock_before, alloc_rows)
+    return Loaded(lines, stocks, public, before, stock_before, alloc_rows, regions)
 
 
 def skus_of_orders(conn: Connection, order_ids: Iterable[str]) -> set[str]:

@@ -14,14 +14,31 @@ from sqlalchemy.engine import make_url
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+TXN_STATE = "backorder.txn"
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for a store URL: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg 3."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         _sqlite_pragmas(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    for name in ("commit", "rollback", "rollback_savepoint"):
+        event.listen(engine, name, _forget_txn_state)
+    return engine
+
+
+def txn_state(conn: Connection) -> dict[str, Any]:
+    """Scratch space that lives as long as the current transaction (e.g. the row locks it holds)."""
+    state: dict[str, Any] = conn.info.setdefault(TXN_STATE, {})
+    return state
+
+
+def _forget_txn_state(conn: Connection, *_args: Any) -> None:
+    # A rolled-back savepoint releases the locks taken inside it, so forget everything then too.
+    conn.info.pop(TXN_STATE, None)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
