@@ -214,12 +214,14 @@ def _run_chunk(conn: Connection, ctx: Context, sql: _Sql, skus: list[str], repor
         lead_times = sql.load_lead_times(conn, skus)
         policy: AllocationPolicy = ctx.settings.allocation_policy(io.warehouse_regions(conn))
     with report.step("allocate"):
+        # The audit rows show each changed line's ETA before; nothing else needs a snapshot.
+        eta_before = {ln.line_id: (ln.eta, ln.eta_reason) for ln in loaded.lines}
         result = allocate(loaded.lines, loaded.stocks, policy)
     eta_changed: dict[str, Line] = {}
     with report.step("eta"):
         eta_events = project_etas(loaded.lines, inbound, policy, ctx.today(), lead_times, changed=eta_changed)
     with report.step("rows"):
-        writes, units = _writes(loaded, result, eta_changed, eta_events)
+        writes, units = _writes(loaded, result, eta_before, eta_changed, eta_events)
     sql.write(conn, report, ctx.now(), writes)
     report.lines_seen += len(loaded.lines)
     report.lines_changed += len(writes.lines)
@@ -228,12 +230,12 @@ def _run_chunk(conn: Connection, ctx: Context, sql: _Sql, skus: list[str], repor
     report.audit_written += len(writes.audit)
 
 
-def _writes(loaded: _Chunk, result: AllocationResult, eta_changed: dict[str, Line],
-            eta_events: list[DomainEvent]) -> tuple[_Writes, int]:
+def _writes(loaded: _Chunk, result: AllocationResult, eta_before: dict[str, tuple[date | None, str | None]],
+            eta_changed: dict[str, Line], eta_events: list[DomainEvent]) -> tuple[_Writes, int]:
     """The rows store.allocation_io.save / write_audit / write_events would write for this pass.
 
-    allocate() only ever adds units, so each changed line has one allocation event naming what
-    it got; the state before is the state after minus that (no snapshot of a million lines).
+    allocate() only ever adds units, so each line it changed has one allocation event naming
+    what it got; the state before is the state after minus that (no snapshot of every line).
     """
     changed_lines = result.changed_lines
     changed = dict(changed_lines)
@@ -255,24 +257,29 @@ def _writes(loaded: _Chunk, result: AllocationResult, eta_changed: dict[str, Lin
     stocks = [(s.sku, s.warehouse_id, s.on_hand, s.allocated) for s in result.changed_stocks.values()]
 
     public = loaded.public
+    got_by_line = {ev.data["line_id"]: ev.data for ev in result.events if ev.type in _ALLOC_EVENTS}
     audit: list[list[Any]] = []
-    events: list[list[Any]] = []
-    for ev in result.events:
-        d = ev.data
-        if ev.type in _ALLOC_EVENTS:
-            ln = changed_lines[d["line_id"]]
+    for key, ln in changed.items():
+        old_eta, old_reason = eta_before[key]
+        d = got_by_line.get(key)
+        if d is None and ln.eta == old_eta:
+            continue  # only the ETA's reason changed: save() audits no such line either
+        after = dict(ln.allocations)
+        if d is None:
+            status, qty_allocated, before = ln.status, ln.qty_allocated, after
+        else:
             got = d["warehouses"]
-            after = ln.allocations
+            status, qty_allocated = d["previous_status"], ln.qty_allocated - d["allocated_now"]
             before = {wh: q - got.get(wh, 0) for wh, q in after.items() if q != got.get(wh, 0)}
-            audit.append([
-                ln.status, f"{ln.order_id}/{public[ln.line_id]}",
-                {"status": d["previous_status"], "qty_allocated": ln.qty_allocated - d["allocated_now"],
-                 "allocations": before},
-                {"status": ln.status, "qty_allocated": ln.qty_allocated, "allocations": dict(after)},
-            ])
-        events.append([ev.type, _public_data(d, public)])
-    for ev in eta_events:
-        events.append([ev.type, _public_data(ev.data, public)])
+        audit.append([
+            ln.status if d is not None else "eta_changed", f"{ln.order_id}/{public[key]}",
+            {"status": status, "qty_allocated": qty_allocated, "qty_shipped": ln.qty_shipped,
+             "allocations": before, "eta": old_eta, "eta_reason": old_reason},
+            {"status": ln.status, "qty_allocated": ln.qty_allocated, "qty_shipped": ln.qty_shipped,
+             "allocations": after, "eta": ln.eta, "eta_reason": ln.eta_reason},
+        ])
+    events = [[ev.type, _public_data(ev.data, public)] for ev in result.events]
+    events += [[ev.type, _public_data(ev.data, public)] for ev in eta_events]
     return _Writes(lines, alloc_inserts, alloc_updates, stocks, events, audit), units
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from services.outcomes import Park
 from store import tables as t
@@ -28,7 +28,32 @@ class DeadLetterView:
     created_at: datetime
 
 
-def park(conn: Connection, inbox_id: int, why: Park, now: datetime) -> None:
+# Where a missing record would be, by the kind a Park names.
+_RECORDS = {
+    "product": (t.products, "sku"),
+    "customer": (t.customers, "customer_id"),
+    "warehouse": (t.warehouses, "warehouse_id"),
+    "order": (t.orders, "order_id"),
+}
+
+
+def _guard(conn: Connection, kind: str, key: str) -> None:
+    """Serialize parking for, and the arrival of, one missing record (PostgreSQL).
+
+    Without it an event could be parked for a product just as another transaction adds the
+    product and finds nothing parked yet: the event would wait for a record that has come.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"deadletter:{kind}:{key}", 0))))
+
+
+def park(conn: Connection, inbox_id: int, why: Park, now: datetime) -> bool:
+    """Park an event as a dead letter; False if what it waits for has arrived meanwhile (retry it)."""
+    if why.missing_kind in _RECORDS and why.missing_key is not None:
+        _guard(conn, why.missing_kind, why.missing_key)
+        table, column = _RECORDS[why.missing_kind]
+        if conn.execute(select(table.c[column]).where(table.c[column] == why.missing_key)).first():
+            return False
     d = t.dead_letters
     values = {"reason": why.reason, "missing_kind": why.missing_kind, "missing_key": why.missing_key,
               "impact_value": why.impact_value, "status": "parked", "updated_at": now}
@@ -36,6 +61,7 @@ def park(conn: Connection, inbox_id: int, why: Park, now: datetime) -> None:
                            .values(attempts=d.c.attempts + 1, **values)).rowcount
     if not updated:
         conn.execute(insert(d).values(inbox_id=inbox_id, attempts=1, created_at=now, **values))
+    return True
 
 
 def resolve(conn: Connection, inbox_id: int, now: datetime) -> None:
@@ -46,6 +72,7 @@ def resolve(conn: Connection, inbox_id: int, now: datetime) -> None:
 
 def release_waiting_on(conn: Connection, kind: str, key: str, now: datetime) -> int:
     """Send the events parked for want of this record back to the inbox queue; returns how many."""
+    _guard(conn, kind, key)
     d = t.dead_letters
     ids = conn.execute(select(d.c.inbox_id).where(d.c.status == "parked", d.c.missing_kind == kind,
                                                   d.c.missing_key == key)).scalars().all()

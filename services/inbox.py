@@ -96,45 +96,73 @@ def apply_next(ctx: Context) -> int | None:
     return None  # pragma: no cover - the loop returns or raises
 
 
+class _Outcome(Exception):
+    """Carries a handler's outcome out of its rolled-back unit of work."""
+
+    def __init__(self, why: Ignore | Park) -> None:
+        self.why = why
+
+
+def _claim(conn: Connection, inbox_id: int | None = None) -> Any:
+    i, d = t.inbox, t.dead_letters
+    was_parked = select(d.c.id).where(d.c.inbox_id == i.c.id).exists().label("was_parked")
+    q = select(i.c.id, i.c.type, i.c.source, i.c.event_id, i.c.occurred_at, i.c.payload, was_parked).where(
+        i.c.status == "pending")
+    q = q.where(i.c.id == inbox_id) if inbox_id is not None else q.order_by(i.c.id).limit(1)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=i, skip_locked=True)
+    return conn.execute(q).first()
+
+
 def _apply_next_once(ctx: Context) -> int | None:
-    with unit_of_work(ctx.engine) as conn:
-        i = t.inbox
-        q = select(i.c.id, i.c.type, i.c.source, i.c.event_id, i.c.occurred_at, i.c.payload).where(
-            i.c.status == "pending").order_by(i.c.id).limit(1)
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        row = conn.execute(q).first()
-        if row is None:
-            return None
-        status, note = _apply(conn, ctx, row)
-        conn.execute(update(i).where(i.c.id == row.id).values(status=status, note=note, applied_at=ctx.now()))
-        return row.id
+    """Apply one event: the handler's writes and the inbox status commit together, or not at all.
 
-
-def _apply(conn: Connection, ctx: Context, row: Any) -> tuple[str, str | None]:
-    cause = f"{row.source}:{row.event_id}"
-    occurred_at = row.occurred_at  # aware, in UTC (store.models.UTCDateTime)
-    savepoint = conn.begin_nested()
+    A handler that ends in Ignore or Park (or fails) has its writes rolled back whole; the
+    outcome is then recorded in a second, short unit of work. No savepoint on the happy path.
+    """
     try:
-        HANDLERS[row.type](conn, ctx, row.payload["data"], occurred_at, cause)
-    except Ignore as why:
-        savepoint.rollback()
-        resolve(conn, row.id, ctx.now())
-        return "ignored", why.note
-    except Park as why:
-        savepoint.rollback()
-        park(conn, row.id, why, ctx.now())
-        return "parked", why.reason
-    except Exception as exc:  # an event we cannot apply must not block the ones behind it
-        savepoint.rollback()
-        if _transient(exc):
-            raise  # roll back the whole unit of work; apply_next tries again
-        log.exception("applying inbox event %s failed", row.id)
-        park(conn, row.id, Park(f"error: {type(exc).__name__}: {exc}"), ctx.now())
-        return "parked", f"error: {exc}"
-    savepoint.commit()
-    resolve(conn, row.id, ctx.now())
-    return "applied", None
+        with unit_of_work(ctx.engine) as conn:
+            row = _claim(conn)
+            if row is None:
+                return None
+            if conn.dialect.name == "postgresql":
+                # Safe to skip the wait for the WAL flush: the inbox row is durable already and
+                # flips back to pending with everything else if this commit is lost in a crash.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            try:
+                HANDLERS[row.type](conn, ctx, row.payload["data"], row.occurred_at, f"{row.source}:{row.event_id}")
+            except (Ignore, Park) as why:
+                raise _Outcome(why) from None
+            except Exception as exc:
+                if _transient(exc):
+                    raise  # apply_next rolls back and tries again
+                log.exception("applying inbox event %s failed", row.id)
+                raise _Outcome(Park(f"error: {type(exc).__name__}: {exc}")) from exc
+            if row.was_parked:
+                resolve(conn, row.id, ctx.now())
+            _mark(conn, ctx, row.id, "applied", None)
+            return int(row.id)
+    except _Outcome as outcome:
+        _record(ctx, row.id, outcome.why)
+        return int(row.id)
+
+
+def _record(ctx: Context, inbox_id: int, why: Ignore | Park) -> None:
+    with unit_of_work(ctx.engine) as conn:
+        if _claim(conn, inbox_id) is None:
+            return  # another process took it up meanwhile
+        now = ctx.now()
+        if isinstance(why, Ignore):
+            resolve(conn, inbox_id, now)
+            _mark(conn, ctx, inbox_id, "ignored", why.note)
+        elif park(conn, inbox_id, why, now):
+            _mark(conn, ctx, inbox_id, "parked", why.reason)
+        # else: what it waited for arrived meanwhile; it stays pending and is applied next
+
+
+def _mark(conn: Connection, ctx: Context, inbox_id: int, status: str, note: str | None) -> None:
+    i = t.inbox
+    conn.execute(update(i).where(i.c.id == inbox_id).values(status=status, note=note, applied_at=ctx.now()))
 
 
 def drain(ctx: Context, wait_for: Sequence[int] = (), timeout_s: float = 300.0) -> int:
