@@ -79,15 +79,18 @@ def lock_skus(conn: Connection, skus: Iterable[str], *, nowait: bool = False, re
 
 
 def _line_query(where: Any) -> Any:
-    l, o, c = t.order_lines, t.orders, t.customers
+    l, o, c, a = t.order_lines, t.orders, t.customers, t.allocations
+    # Active allocations ride along (one row per line and warehouse held), so a pass reads its
+    # lines in one statement, without a second query naming a thousand line ids.
     return (
         select(
-            l.c.id, l.c.order_id, l.c.line_id, l.c.sku, l.c.qty, l.c.qty_allocated, l.c.qty_shipped,
-            l.c.unit_price, l.c.status, l.c.eta, l.c.eta_reason, o.c.placed_at, o.c.promised_date,
-            o.c.rush, o.c.ship_complete, c.c.tier, c.c.region,
+            l.c.id, l.c.order_id, l.c.sku, l.c.qty, o.c.placed_at, l.c.qty_allocated, l.c.qty_shipped,
+            o.c.promised_date, c.c.tier, o.c.rush, o.c.ship_complete, c.c.region, l.c.unit_price,
+            l.c.status, l.c.eta, l.c.eta_reason, l.c.line_id, a.c.id, a.c.warehouse_id, a.c.qty,
         )
         .join(o, o.c.order_id == l.c.order_id)
         .join(c, c.c.customer_id == o.c.customer_id)
+        .outerjoin(a, (a.c.line_pk == l.c.id) & (a.c.status == "allocated"))
         .where(where)
     )
 
@@ -102,52 +105,42 @@ def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[in
     skus = sorted(set(skus))
     l = t.order_lines
     where = and_(l.c.sku.in_(skus), l.c.status.in_(OPEN_STATUSES if holding else WAITING_STATUSES))
-    rows = list(conn.execute(_line_query(where)))
+    rows = conn.execute(_line_query(where)).tuples().all()
     if extra_line_pks:
-        seen = {r.id for r in rows}
-        rows += [r for r in conn.execute(_line_query(l.c.id.in_(list(extra_line_pks)))) if r.id not in seen]
-        skus = sorted(set(skus) | {r.sku for r in rows})
+        rows += conn.execute(_line_query(l.c.id.in_(list(extra_line_pks)))).tuples().all()
+        skus = sorted(set(skus) | {r[2] for r in rows})
     lines: list[Line] = []
     by_key: dict[str, Line] = {}
     public: dict[str, str] = {}
-    for r in rows:
-        key = line_key(r.id)
-        line = Line(
-            line_id=key, order_id=r.order_id, sku=r.sku, qty=r.qty, placed_at=r.placed_at,
-            qty_allocated=r.qty_allocated, qty_shipped=r.qty_shipped, promised_date=r.promised_date,
-            tier=r.tier, rush=r.rush, ship_complete=r.ship_complete, region=r.region,
-            unit_price=float(r.unit_price), cancelled=r.status == "cancelled", status=r.status,
-            eta=r.eta, eta_reason=r.eta_reason,
-        )
-        lines.append(line)
-        by_key[key] = line
-        public[key] = r.line_id
     alloc_rows: dict[tuple[str, str], int] = {}
-    if rows:
-        a = t.allocations
-        # By line (ix_allocations_line), not by SKU: allocations has no SKU index, and only the
-        # loaded lines' rows are wanted.
-        q = select(a.c.id, a.c.line_pk, a.c.warehouse_id, a.c.qty).where(
-            a.c.line_pk.in_([r.id for r in rows]), a.c.status == "allocated"
-        )
-        for ar in conn.execute(q):
-            line = by_key.get(line_key(ar.line_pk))
-            if line is not None:
-                line.allocations[ar.warehouse_id] = line.allocations.get(ar.warehouse_id, 0) + ar.qty
-                alloc_rows[(line.line_id, ar.warehouse_id)] = ar.id
+    for (pk, order_id, sku, qty, placed_at, qty_allocated, qty_shipped, promised, tier, rush, whole, region,
+         price, status, eta, eta_reason, public_id, alloc_id, alloc_wh, alloc_qty) in rows:
+        key = line_key(pk)
+        line = by_key.get(key)
+        if line is None:
+            line = Line(key, order_id, sku, qty, placed_at, qty_allocated, qty_shipped, promised, tier, rush,
+                        whole, region, float(price), status == "cancelled", {}, status, eta, eta_reason)
+            lines.append(line)
+            by_key[key] = line
+            public[key] = public_id
+        if alloc_id is not None and (key, alloc_wh) not in alloc_rows:
+            line.allocations[alloc_wh] = line.allocations.get(alloc_wh, 0) + alloc_qty
+            alloc_rows[(key, alloc_wh)] = alloc_id
     s, w = t.stock, t.warehouses
     stocks: list[Stock] = []
     regions: dict[str, str] = {}
     # The regions of the warehouses holding these SKUs are all a pass needs to rank warehouses.
-    for r in conn.execute(select(s.c.sku, s.c.warehouse_id, s.c.on_hand, s.c.allocated, w.c.region)
-                          .join(w, w.c.warehouse_id == s.c.warehouse_id)
-                          .where(s.c.sku.in_(skus)).order_by(s.c.sku, s.c.warehouse_id)):
-        stocks.append(Stock(sku=r.sku, warehouse_id=r.warehouse_id, on_hand=r.on_hand, allocated=r.allocated))
-        if r.region:
-            regions[r.warehouse_id] = r.region
+    for sku, wh, on_hand, allocated, region in conn.execute(
+        select(s.c.sku, s.c.warehouse_id, s.c.on_hand, s.c.allocated, w.c.region)
+        .join(w, w.c.warehouse_id == s.c.warehouse_id)
+        .where(s.c.sku.in_(skus)).order_by(s.c.sku, s.c.warehouse_id)
+    ).tuples():
+        stocks.append(Stock(sku, wh, on_hand, allocated))
+        if region:
+            regions[wh] = region
     before = {
         ln.line_id: LineSnapshot(ln.qty_allocated, ln.qty_shipped, ln.status, ln.eta, ln.eta_reason,
-                                 dict(ln.allocations))
+                                 dict(ln.allocations) if ln.allocations else {})
         for ln in lines
     }
     stock_before = {(st.sku, st.warehouse_id): (st.on_hand, st.allocated) for st in stocks}
