@@ -29,14 +29,9 @@ def line_pk(key: str) -> int:
     return int(key)
 
 
-@dataclass(slots=True)
-class LineSnapshot:
-    qty_allocated: int
-    qty_shipped: int
-    status: str
-    eta: date | None
-    eta_reason: str | None
-    allocations: dict[str, int]
+# A line as loaded: (qty_allocated, qty_shipped, status, eta, eta_reason, active allocations).
+# A plain tuple: a pass snapshots every line it loads, thousands at a time.
+LineSnapshot = tuple[int, int, str, date | None, str | None, dict[str, int]]
 
 
 @dataclass(slots=True)
@@ -139,8 +134,8 @@ def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[in
         if region:
             regions[wh] = region
     before = {
-        ln.line_id: LineSnapshot(ln.qty_allocated, ln.qty_shipped, ln.status, ln.eta, ln.eta_reason,
-                                 dict(ln.allocations) if ln.allocations else {})
+        ln.line_id: (ln.qty_allocated, ln.qty_shipped, ln.status, ln.eta, ln.eta_reason,
+                     dict(ln.allocations) if ln.allocations else {})
         for ln in lines
     }
     stock_before = {(st.sku, st.warehouse_id): (st.on_hand, st.allocated) for st in stocks}
@@ -190,10 +185,9 @@ def save(conn: Connection, loaded: Loaded, now: datetime) -> list[dict[str, Any]
     alloc_updates: list[dict[str, Any]] = []
     for ln in loaded.lines:
         b = loaded.before[ln.line_id]
-        allocs_changed = ln.allocations != b.allocations
-        if not allocs_changed and (ln.qty_allocated, ln.qty_shipped, ln.status, ln.eta, ln.eta_reason) == (
-            b.qty_allocated, b.qty_shipped, b.status, b.eta, b.eta_reason
-        ):
+        b_qa, b_qs, b_status, b_eta, b_reason, b_allocs = b
+        allocs_changed = ln.allocations != b_allocs
+        if not allocs_changed and (ln.qty_allocated, ln.qty_shipped, ln.status, ln.eta, ln.eta_reason) == b[:5]:
             continue
         pk = line_pk(ln.line_id)
         line_updates.append({
@@ -201,28 +195,28 @@ def save(conn: Connection, loaded: Loaded, now: datetime) -> list[dict[str, Any]
             "status": ln.status, "eta": ln.eta, "eta_reason": ln.eta_reason,
         })
         if allocs_changed:
-            for wh in b.allocations.keys() | ln.allocations.keys():
+            for wh in b_allocs.keys() | ln.allocations.keys():
                 new_qty = ln.allocations.get(wh, 0)
                 row_id = loaded.alloc_rows.get((ln.line_id, wh))
                 if row_id is None:
                     if new_qty:
                         alloc_inserts.append({"line_pk": pk, "sku": ln.sku, "warehouse_id": wh, "qty": new_qty,
                                               "status": "allocated", "created_at": now, "updated_at": now})
-                elif new_qty != b.allocations.get(wh, 0):
-                    if new_qty == 0 and ln.qty_shipped > b.qty_shipped:
+                elif new_qty != b_allocs.get(wh, 0):
+                    if new_qty == 0 and ln.qty_shipped > b_qs:
                         # Shipping empties the active row: it keeps its quantity, now as shipped units.
-                        alloc_updates.append({"b_id": row_id, "qty": b.allocations[wh], "status": "shipped",
+                        alloc_updates.append({"b_id": row_id, "qty": b_allocs[wh], "status": "shipped",
                                               "updated_at": now})
                     else:
                         alloc_updates.append({"b_id": row_id, "qty": new_qty, "updated_at": now,
                                               "status": "allocated" if new_qty else "released"})
-        moved = (ln.qty_allocated, ln.qty_shipped, ln.status) != (b.qty_allocated, b.qty_shipped, b.status)
-        if moved or ln.eta != b.eta:
+        moved = (ln.qty_allocated, ln.qty_shipped, ln.status) != (b_qa, b_qs, b_status)
+        if moved or ln.eta != b_eta:
             audit.append({
                 "entity": "order_line", "entity_id": f"{ln.order_id}/{loaded.public_ids[ln.line_id]}",
                 "action": ln.status if moved else "eta_changed",
-                "before": {"status": b.status, "qty_allocated": b.qty_allocated, "qty_shipped": b.qty_shipped,
-                           "allocations": b.allocations, "eta": b.eta, "eta_reason": b.eta_reason},
+                "before": {"status": b_status, "qty_allocated": b_qa, "qty_shipped": b_qs,
+                           "allocations": b_allocs, "eta": b_eta, "eta_reason": b_reason},
                 "after": {"status": ln.status, "qty_allocated": ln.qty_allocated, "qty_shipped": ln.qty_shipped,
                           "allocations": dict(ln.allocations), "eta": ln.eta, "eta_reason": ln.eta_reason},
             })
