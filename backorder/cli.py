@@ -155,6 +155,7 @@ def _status(status: str) -> str:
 def allocate(skus: Annotated[list[str] | None, typer.Argument(help="SKUs (all when none)")] = None) -> None:
     """Run the batch allocation now: give available stock to waiting lines and project ETAs."""
     from rich.progress import Progress
+
     from services.batch import allocate_all
 
     ctx = _context()
@@ -165,7 +166,10 @@ def allocate(skus: Annotated[list[str] | None, typer.Argument(help="SKUs (all wh
             progress.update(task, completed=done, total=total)
 
         report = allocate_all(ctx, skus or None, progress=advance)
-    console.print(report)
+    rate = report.lines_seen / report.seconds if report.seconds else 0.0
+    console.print(f"{report.lines_seen:,} open line(s) over {report.skus:,} SKU(s) in {report.seconds:.1f} s "
+                  f"({rate:,.0f} lines/s): {report.lines_changed:,} changed, {report.units_allocated:,} unit(s) "
+                  f"allocated, {report.events_written:,} domain event(s)")
 
 
 @app.command("check-overdue")

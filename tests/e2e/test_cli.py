@@ -69,6 +69,14 @@ def test_events_import_show_and_dead_letters(tmp_path: Path, engine: Engine, dat
     shown = json.loads(run(["orders", "show", "1042", "--json"], tmp_path, env).stdout)
     assert shown["lines"][0]["status"] == "backordered"  # the parked order came back by itself
 
+    done = run(["allocate"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert "1 open line(s) over 1 SKU(s)" in " ".join(done.stdout.split())
+    done = run(["check-overdue"], tmp_path, env)  # promised 2026-03-05: long past
+    assert done.returncode == 0, done.stderr
+    assert "1 late line(s) over 1 SKU(s), 120.00 waiting; 1 task(s) and 1 incident(s) opened" in " ".join(
+        done.stdout.split())
+
     (tmp_path / "bad.csv").write_text("sku,warehouse_id,on_hand\nKTL-200,LDS,-4\n")
     done = run(["import", "stock", "bad.csv"], tmp_path, env)
     assert done.returncode == 1
