@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 try:  # optional: E.164 normalisation with Google's libphonenumber rules
@@ -61,10 +61,20 @@ def _money(value: Any) -> Any:
     return value
 
 
+# The schema is spelled out rather than left to pydantic, whose rendering of Decimal changes
+# between releases (the committed docs/events.schema.json must not depend on which one is installed).
+_MONEY_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": int(MAX_PRICE)},
+        {"type": "string", "pattern": r"^\+?\d*\.?\d+$"},
+    ],
+}
+
 Money = Annotated[
     Decimal,
     Field(ge=0, le=MAX_PRICE, allow_inf_nan=False),
     BeforeValidator(_money),
+    WithJsonSchema(_MONEY_SCHEMA),
 ]
 """A non-negative amount, kept exactly as a Decimal (JSON numbers and numeric strings)."""
 

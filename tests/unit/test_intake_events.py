@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from intake.events import (
@@ -375,7 +376,6 @@ def test_committed_schema_matches_the_models() -> None:
 
 
 def test_examples_validate_against_the_schema() -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(event_json_schema())
     for type_ in EVENT_TYPES:
         validator.validate(event(type_))
