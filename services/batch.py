@@ -42,6 +42,8 @@ ACTOR = "allocator"
 _OPEN = io.OPEN_STATUSES
 _WAITING = ("backordered", "partially_allocated")
 _ALLOC_EVENTS = ("line_allocated", "line_partially_allocated")
+# A run that changed this many lines refreshes the planner's statistics of the tables it wrote.
+ANALYZE_AFTER_LINES = 50_000
 
 
 @dataclass(slots=True)
@@ -114,6 +116,12 @@ def allocate_all(
         done += len(chunk)
         if progress is not None:
             progress(min(done, report.skus), report.skus)
+    if report.lines_changed >= ANALYZE_AFTER_LINES and ctx.engine.dialect.name == "postgresql":
+        with report.step("analyze"), unit_of_work(ctx.engine) as conn:
+            # A bulk write leaves PostgreSQL's planner statistics behind (autovacuum catches up only
+            # later): measured, the next event's read of a SKU's lines then hashed all of
+            # allocations (200 ms) instead of probing its index (10 ms).
+            conn.exec_driver_sql("ANALYZE order_lines, allocations, stock")
     report.seconds = time.perf_counter() - started
     return report
 

@@ -128,7 +128,9 @@ def _apply_next_once(ctx: Context) -> int | None:
             if conn.dialect.name == "postgresql":
                 # Safe to skip the wait for the WAL flush: the inbox row is durable already and
                 # flips back to pending with everything else if this commit is lost in a crash.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                # An event reads a few SKUs' rows: starting parallel workers costs more than it saves.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off; "
+                                     "SET LOCAL max_parallel_workers_per_gather = 0")
             try:
                 HANDLERS[row.type](conn, ctx, row.payload["data"], row.occurred_at, f"{row.source}:{row.event_id}")
             except (Ignore, Park) as why:
