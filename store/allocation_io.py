@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from allocation.model import DomainEvent, InboundPO, Line, Stock
 from store import tables as t
@@ -274,11 +274,6 @@ def write_audit(conn: Connection, rows: Sequence[dict[str, Any]], actor: str, re
         conn.execute(insert(t.audit_log), [
             {"at": now, "actor": actor, "reason": reason, **{k: _jsonable(v) for k, v in r.items()}} for r in rows
         ])
-
-
-def count_active(conn: Connection) -> int:
-    return conn.execute(select(func.count()).select_from(t.allocations)
-                        .where(t.allocations.c.status == "allocated")).scalar_one()
 
 
 def _jsonable(v: Any) -> Any:

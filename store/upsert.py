@@ -13,16 +13,6 @@ def dialect_insert(conn: Connection, table: Table) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
-    """Insert rows, or update every given column of the row with the same keys."""
-    if not rows:
-        return
-    stmt = dialect_insert(conn, table)
-    cols = [c for c in rows[0] if c not in keys]
-    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in cols})
-    conn.execute(stmt, list(rows))
-
-
 def upsert_newer(conn: Connection, table: Table, row: dict[str, Any], keys: Sequence[str],
                  stamp: str = "updated_at") -> bool:
     """Upsert one row unless the stored one is newer by `stamp`; returns whether it was written.
