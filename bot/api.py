@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from intake.envelope import parse_events
+from intake.envelope import event_json_schema, parse_events
 from intake.errors import EventValidationError
 from services import reads
 from services.applier import Applier
@@ -21,6 +21,18 @@ from services.context import Context
 from services.inbox import drain, store_events
 
 bearer = HTTPBearer(auto_error=False)
+# The body is parsed by intake (to report every error at once), so FastAPI cannot derive its
+# schema; the full one, with every event type, is served at /schemas/events.json.
+EVENTS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "description": "One canonical event, or an array of up to 10,000: see GET /schemas/events.json",
+            "oneOf": [{"type": "object", "required": ["event_id", "type", "occurred_at", "data"]},
+                      {"type": "array", "items": {"type": "object"}, "minItems": 1, "maxItems": 10_000}],
+        }}},
+    },
+}
 
 
 def create_app(ctx: Context, *, background_applier: bool = True) -> FastAPI:
@@ -59,7 +71,12 @@ def create_app(ctx: Context, *, background_applier: bool = True) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/events", dependencies=auth)
+    @app.get("/schemas/events.json", dependencies=auth)
+    def events_schema() -> dict[str, Any]:
+        """The JSON Schema of POST /events bodies (docs/events.schema.json)."""
+        return event_json_schema()
+
+    @app.post("/events", dependencies=auth, openapi_extra=EVENTS_BODY)
     async def post_events(request: Request, wait: bool = True) -> JSONResponse:
         """Store one event or an array of up to 10,000, then apply them (unless wait=false)."""
         raw = await request.body()

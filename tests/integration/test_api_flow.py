@@ -61,3 +61,13 @@ def test_order_backordered_then_filled_by_receipt(ctx: Context) -> None:
     sku = client.get("/skus/KTL-200").json()
     assert (sku["on_hand"], sku["allocated"]) == (0, 0)
     assert client.get("/orders/nope").status_code == 404
+
+
+def test_openapi_documents_the_events_body_and_the_schema_is_served(ctx: Context) -> None:
+    from intake.envelope import event_json_schema
+
+    client = TestClient(create_app(ctx, background_applier=False))
+    body = client.get("/openapi.json").json()["paths"]["/events"]["post"]["requestBody"]
+    assert body["required"] is True
+    assert "/schemas/events.json" in body["content"]["application/json"]["schema"]["description"]
+    assert client.get("/schemas/events.json").json() == event_json_schema()

@@ -233,7 +233,8 @@ def test_bearer_token_guards_every_endpoint_but_healthz(ctx: Context) -> None:
     settings = load_settings(database_url=ctx.settings.database_url, api_token="t")
     secured = Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
     client = TestClient(create_app(secured, background_applier=False))
-    reads = ["/orders/1", "/backorders", "/skus/KTL", "/tasks", "/incidents", "/openapi.json"]
+    reads = ["/orders/1", "/backorders", "/skus/KTL", "/tasks", "/incidents", "/openapi.json",
+             "/schemas/events.json"]
     for path in reads:
         assert client.get(path).status_code == 401, path
         assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401, path
