@@ -17,10 +17,6 @@ from store import allocation_io as io
 Prepare = Callable[[io.Loaded, AllocationPolicy], AllocationResult]
 
 
-def policy_for(conn: Connection, ctx: Context) -> AllocationPolicy:
-    return ctx.settings.allocation_policy(io.warehouse_regions(conn))
-
-
 def run_pass(
     conn: Connection,
     ctx: Context,

@@ -105,14 +105,14 @@ def list_dead_letters(conn: Connection, status: str | None = "parked", limit: in
     ]
 
 
-def retry(engine_conn: Connection, ids: Sequence[int] | None, now: datetime) -> int:
+def retry(conn: Connection, ids: Sequence[int] | None, now: datetime) -> int:
     """Queue dead letters (all parked ones when ids is None) to be applied again."""
     d = t.dead_letters
     q = select(d.c.inbox_id).where(d.c.status == "parked")
     if ids is not None:
         q = q.where(d.c.id.in_(list(ids)))
-    inbox_ids = engine_conn.execute(q).scalars().all()
-    _requeue(engine_conn, inbox_ids, now)
+    inbox_ids = conn.execute(q).scalars().all()
+    _requeue(conn, inbox_ids, now)
     return len(inbox_ids)
 
 

@@ -21,10 +21,6 @@ from store import tables as t
 SHIPPING_STATUSES = {"shipped", "in_transit", "delivered"}
 
 
-def _parse_dt(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
 def order_placed(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
     o, l = t.orders, t.order_lines
     order_id = data["order_id"]
@@ -46,7 +42,7 @@ def order_placed(conn: Connection, ctx: Context, data: dict[str, Any], at: datet
     missing = [s for s in skus if s not in known]
     if missing:
         raise Park(f"unknown SKU {', '.join(missing)}", "product", missing[0], value)
-    placed_at = _parse_dt(data["placed_at"]) if data.get("placed_at") else at
+    placed_at = datetime.fromisoformat(data["placed_at"]) if data.get("placed_at") else at
     conn.execute(insert(o).values(
         order_id=order_id, customer_id=data["customer_id"], placed_at=placed_at,
         promised_date=date.fromisoformat(data["promised_date"]) if data.get("promised_date") else None,

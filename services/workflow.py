@@ -8,7 +8,6 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from allocation.model import DomainEvent
 from allocation.overdue import find_overdue
-from services.allocating import policy_for
 from services.context import Context
 from services.tasks import open_task
 from store import allocation_io as io
@@ -46,7 +45,7 @@ def check_overdue(ctx: Context, actor: str = "workflow") -> OverdueReport:
             return report
         loaded = io.load_open(conn, skus)
         severities = dict(conn.execute(select(l.c.id, l.c.severity).where(l.c.sku.in_(skus))).tuples().all())
-        policy = policy_for(conn, ctx)
+        policy = ctx.settings.allocation_policy(loaded.regions)
         events: list[DomainEvent] = []
         line_updates = []
         for found in find_overdue(loaded.lines, today, policy):
