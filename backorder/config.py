@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,6 +44,120 @@ class SeveritySettings(BaseModel):
     critical_value: float = Field(5000.0, ge=0, description="waiting value from which it is critical")
 
 
+HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+CHANNELS = ("console", "email", "sms", "whatsapp", "webhook", "slack", "teams")
+
+
+class EmailSettings(BaseModel):
+    host: str | None = Field(None, description="SMTP server; e-mail is not configured while unset")
+    port: int = Field(587, ge=1, le=65535, description="SMTP port")
+    username: str | None = Field(None, description="SMTP login")
+    password: SecretStr | None = Field(None, description="SMTP password (from the environment or a file)")
+    starttls: bool = Field(True, description="upgrade the connection with STARTTLS before login")
+    use_tls: bool = Field(False, description="implicit TLS from the first byte (port 465)")
+    ca_file: str | None = Field(None, description="CA bundle that signs the server's certificate")
+    from_address: str = Field("backorders@localhost", description="the From: address")
+    timeout_seconds: float = Field(10.0, gt=0, description="connect and command timeout")
+
+
+class WebhookEndpoint(BaseModel):
+    url: str = Field(description="where decisions are POSTed")
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 signing secret")
+    events: list[str] = Field(default_factory=list, description="domain event types sent; empty: all")
+
+
+class WebhookSettings(BaseModel):
+    url: str | None = Field(None, description="one endpoint for decision sync; more under endpoints")
+    secret: SecretStr | None = Field(None, description="signing secret of `url`")
+    endpoints: list[WebhookEndpoint] = Field(default_factory=list, description="further endpoints (file only)")
+    allow_http: bool = Field(False, description="accept http:// URLs (local development only)")
+    allow_private: bool = Field(False, description="accept loopback and private addresses")
+    timeout_seconds: float = Field(5.0, gt=0, description="per request")
+
+    def all_endpoints(self) -> list[WebhookEndpoint]:
+        first = [WebhookEndpoint(url=self.url, secret=self.secret)] if self.url else []
+        return first + list(self.endpoints)
+
+
+class QuietHours(BaseModel):
+    start: str = Field(pattern=HHMM)
+    end: str = Field(pattern=HHMM)
+
+
+class SegmentFilter(BaseModel):
+    tiers: list[str] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    customers: list[str] = Field(default_factory=list)
+
+
+class RuleSettings(BaseModel):
+    enabled: bool = True
+    exclude: SegmentFilter = Field(default_factory=SegmentFilter)
+    hours: QuietHours | None = None  # only sent inside this local window; outside it waits
+    urgent: bool = False  # sent through quiet hours and never folded into a digest
+    roles: list[str] = Field(default_factory=list)  # internal kinds: who hears it
+
+
+class NotifySettings(BaseModel):
+    default_channel: str = Field("console", description="customers' channel when they chose none")
+    eta_change_min_days: int = Field(1, ge=0, description="eta_changed only when the date moves by more")
+    high_value_threshold: float = Field(1000.0, ge=0, description="high_value_backorder from this waiting value")
+    shipped_only_backorders: bool = Field(True, description="shipped notices only for lines that waited")
+    max_attempts: int = Field(8, ge=1, description="sends tried before a message is dead")
+    backoff_seconds: float = Field(2.0, gt=0, description="first retry delay; doubles, with jitter")
+    backoff_max_seconds: float = Field(900.0, gt=0, description="longest retry delay")
+    max_age_hours: float = Field(48.0, gt=0, description="a message older than this is dead, not sent")
+    digest_at: str = Field("18:00", pattern=HHMM, description="customers' digest time when they chose none")
+    ops_digest_at: str = Field("08:00", pattern=HHMM, description="daily ops digest, in ops_timezone")
+    ops_timezone: str = Field("UTC", description="time zone of the ops digest and of staff quiet hours")
+    batch_size: int = Field(200, ge=1, le=5000, description="outbox rows a worker claims at once")
+    concurrency: int = Field(64, ge=1, description="sends a worker has in flight")
+    lease_seconds: float = Field(60.0, gt=0, description="a claimed row returns to the pool after this")
+    poll_seconds: float = Field(0.1, gt=0, description="idle worker's wait between outbox polls")
+    jobs_every_seconds: float = Field(15.0, gt=0, description="how often a worker looks for due digests")
+    rate_per_destination: dict[str, float] = Field(
+        default_factory=lambda: {"sms": 1.0, "whatsapp": 1.0, "slack": 1.0, "teams": 1.0, "email": 5.0},
+        description="messages/s to one address, per channel (absent: unlimited)",
+    )
+    rate_per_channel: dict[str, float] = Field(
+        default_factory=dict, description="messages/s over a whole channel (absent: unlimited)"
+    )
+    rules: dict[str, RuleSettings] = Field(default_factory=dict, description="per kind: see docs")
+
+    @field_validator("default_channel")
+    @classmethod
+    def _known_channel(cls, v: str) -> str:
+        if v not in CHANNELS:
+            raise ValueError(f"unknown channel {v!r}; one of {', '.join(CHANNELS)}")
+        return v
+
+
+class StaffContact(BaseModel):
+    channels: list[str] = Field(default_factory=lambda: ["console"], description="in order of preference")
+    routing: str = Field("first", pattern="^(first|all)$")
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    whatsapp: str | None = None
+    slack_channel: str | None = None
+    teams_conversation: str | None = None
+
+
+class StaffSettings(BaseModel):
+    warehouse_manager: StaffContact = Field(
+        default_factory=lambda: StaffContact(channels=["sms", "console"]), description="high-value backorders"
+    )
+    procurement: StaffContact = Field(default_factory=StaffContact, description="procurement")
+    customer_service: StaffContact = Field(default_factory=StaffContact, description="customer service")
+    team: StaffContact = Field(default_factory=StaffContact, description="the team channel")
+
+    def role(self, name: str) -> StaffContact | None:
+        value = getattr(self, name, None)
+        return value if isinstance(value, StaffContact) else None
+
+
 def _config_file() -> Path:
     return Path(os.environ.get("BACKORDER_CONFIG", "backorder.toml"))
 
@@ -57,6 +171,10 @@ class Settings(BaseSettings):
     api_token: str | None = Field(None, description="when set, every endpoint but /healthz needs it")
     allocation: AllocationSettings = Field(default_factory=AllocationSettings)
     severity: SeveritySettings = Field(default_factory=SeveritySettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    staff: StaffSettings = Field(default_factory=StaffSettings)
 
     @field_validator("database_url")
     @classmethod

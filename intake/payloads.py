@@ -7,9 +7,9 @@ Documented fields are validated; any other field is allowed and kept as sent
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer, field_validator
 from pydantic_core import PydanticCustomError
 
 from intake.fields import (
@@ -86,6 +86,44 @@ class Contacts(Payload):
     whatsapp: Phone | None = Field(default=None, description="WhatsApp number, normalised to E.164")
 
 
+HHMM = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+CustomerChannel = Literal["whatsapp", "sms", "email", "console", "slack", "teams"]
+
+
+class QuietHours(BaseModel):
+    """A daily window, in the customer's time zone, when only urgent messages go out."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: HHMM = Field(description="Local start, HH:MM (24 h)")
+    end: HHMM = Field(description="Local end, HH:MM; before start means the window crosses midnight")
+
+
+class Preferences(BaseModel):
+    """How a customer wants to hear from us; every key optional (docs/notifications.md has the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+    channels: list[CustomerChannel] | None = Field(
+        default=None, min_length=1, description="Channels in order of preference"
+    )
+    delivery: Literal["instant", "digest"] | None = Field(default=None, description="Each change, or one digest")
+    digest_at: HHMM | None = Field(default=None, description="Local time of the daily digest, HH:MM")
+    quiet_hours: QuietHours | None = Field(default=None, description="Non-urgent messages wait out this window")
+    routing: Literal["first", "all"] | None = Field(
+        default=None, description="first: first usable channel, falling back; all: every chosen channel"
+    )
+    opt_out: list[CustomerChannel | Literal["all"]] = Field(
+        default_factory=list, description="Channels never to use; 'all' stops every message"
+    )
+    max_per_order_per_day: int | None = Field(
+        default=None, ge=1, le=1000, description="More messages about one order in a local day go to the digest"
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct_channels(cls, value: list[str] | None) -> list[str] | None:
+        return _unique(value, "channel") if value is not None else None
+
+
 class CustomerUpsertedData(Payload):
     customer_id: Id = Field(description="Customer identifier")
     name: Name = Field(description="Display name")
@@ -94,7 +132,13 @@ class CustomerUpsertedData(Payload):
     timezone: TimeZoneName = Field(default="UTC", description="IANA time zone, for quiet hours and dates")
     locale: Locale = Field(default="en", description="Language for messages, e.g. en, en-GB, fr")
     contacts: Contacts = Field(default_factory=Contacts, description="How to reach the customer")
-    preferences: dict[str, Any] = Field(default_factory=dict, description="Notification preferences")
+    preferences: Preferences = Field(default_factory=Preferences, description="Notification preferences")
+    tags: list[Id] = Field(default_factory=list, max_length=100, description="Segments, e.g. vip, wholesale")
+
+    @field_serializer("preferences")
+    def _only_chosen(self, value: Preferences) -> dict[str, Any]:
+        # Keep what the customer chose, not our defaults: defaults come from configuration when sending.
+        return value.model_dump(mode="json", exclude_unset=True)
 
 
 class OrderLine(Payload):

@@ -64,6 +64,8 @@ def customer_upserted(conn: Connection, ctx: Context, data: dict[str, Any], at: 
         "region": data.get("region"), "timezone": data.get("timezone") or "UTC",
         "locale": data.get("locale") or "en",
         "contacts": {k: v for k, v in (data.get("contacts") or {}).items() if v},
-        "preferences": data.get("preferences") or {}, "updated_at": at,
+        # Only what the customer chose is kept: defaults come from configuration at send time.
+        "preferences": {k: v for k, v in (data.get("preferences") or {}).items() if v not in (None, [])},
+        "tags": list(dict.fromkeys(data.get("tags") or [])), "updated_at": at,
     }, "customer_id")
     release_waiting_on(conn, "customer", data["customer_id"], ctx.now())

@@ -111,6 +111,7 @@ class Customer(Base):
     locale: Mapped[str] = mapped_column(String(16), default="en")
     contacts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     preferences: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tags: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     updated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 
 
@@ -292,3 +293,81 @@ class DomainEventRow(Base):
     data: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(TZDateTime)
     cause: Mapped[str | None] = mapped_column(String(300))
+
+
+class OutboxMessage(Base):
+    """One message to one recipient on one channel, written with the state change that caused it.
+
+    status: held (waits for a digest) | pending -> sending -> sent -> delivered, or failed (will
+    retry at due_at) -> dead; cancelled when it no longer applies. `due_at` is when the row is
+    next claimable: send time for pending/failed rows, lease expiry for sending ones, so one
+    index serves every claim.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "due_at", postgresql_where=text("status IN ('pending', 'failed', 'sending')"),
+              sqlite_where=text("status IN ('pending', 'failed', 'sending')")),
+        Index("ix_outbox_order", "order_id"),
+        Index("ix_outbox_customer", "customer_id", "created_at"),
+        Index("ix_outbox_status", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(500), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(20))
+    recipient: Mapped[str] = mapped_column(String(500))
+    audience: Mapped[str] = mapped_column(String(16))  # customer | staff | system
+    customer_id: Mapped[str | None] = mapped_column(Id)
+    order_id: Mapped[str | None] = mapped_column(Id)
+    sku: Mapped[str | None] = mapped_column(Id)
+    role: Mapped[str | None] = mapped_column(String(40))
+    line_ids: Mapped[list[Any]] = mapped_column(default=list)
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    fallback: Mapped[list[Any]] = mapped_column(default=list)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_reason: Mapped[str | None] = mapped_column(String(60))
+    provider_id: Mapped[str | None] = mapped_column(String(300))
+    cause: Mapped[str | None] = mapped_column(String(300))
+    occurred_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class Subscription(Base):
+    """A customer waiting to hear that a SKU is back in stock; notified once, then closed."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        Index("uq_subscriptions_open", "customer_id", "sku", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+        Index("ix_subscriptions_sku", "sku", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.customer_id"))
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    channel: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | notified | cancelled
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    notified_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class RateSlot(Base):
+    """The next free send time per rate-limited key, shared by every worker (a cluster-wide token bucket)."""
+
+    __tablename__ = "rate_slots"
+    key: Mapped[str] = mapped_column(String(600), primary_key=True)
+    next_free_at: Mapped[datetime] = mapped_column(TZDateTime)

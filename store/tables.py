@@ -20,3 +20,6 @@ inbox = m.InboxEvent.__table__
 dead_letters = m.DeadLetter.__table__
 audit_log = m.AuditEntry.__table__
 domain_events = m.DomainEventRow.__table__
+outbox = m.OutboxMessage.__table__
+subscriptions = m.Subscription.__table__
+rate_slots = m.RateSlot.__table__

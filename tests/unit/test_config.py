@@ -70,7 +70,7 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     for name, field in model.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys += _keys(ann, f"{name}.")
+            keys += _keys(ann, f"{prefix}{name}.")
         else:
             keys.append(prefix + name)
     return keys

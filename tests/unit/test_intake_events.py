@@ -178,6 +178,7 @@ def test_customer_defaults() -> None:
         "locale": "en",
         "contacts": {"email": None, "phone": None, "whatsapp": None},
         "preferences": {},
+        "tags": [],
     }
 
 
