@@ -13,6 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from backorder.cli_notifications import notifications_app, worker
 from backorder.config import Settings, load_settings
 from services.context import Context
 from store.db import upgrade
@@ -27,6 +28,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(orders_app, name="orders")
 app.add_typer(dl_app, name="deadletters")
+app.add_typer(notifications_app, name="notifications")
+app.command("worker")(worker)
 
 console = Console()
 DEMO_DB = "backorder-demo.db"
@@ -152,7 +155,10 @@ def _status(status: str) -> str:
 
 
 @app.command("allocate")
-def allocate(skus: Annotated[list[str] | None, typer.Argument(help="SKUs (all when none)")] = None) -> None:
+def allocate(skus: Annotated[list[str] | None, typer.Argument(help="SKUs (all when none)")] = None,
+             notify: Annotated[bool, typer.Option(help="plan customer and team notifications for the "
+                                                       "decisions (--no-notify for an initial load)")] = True,
+             ) -> None:
     """Run the batch allocation now: give available stock to waiting lines and project ETAs."""
     from rich.progress import Progress
 
@@ -165,11 +171,11 @@ def allocate(skus: Annotated[list[str] | None, typer.Argument(help="SKUs (all wh
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        report = allocate_all(ctx, skus or None, progress=advance)
+        report = allocate_all(ctx, skus or None, progress=advance, notify=notify)
     rate = report.lines_seen / report.seconds if report.seconds else 0.0
     console.print(f"{report.lines_seen:,} open line(s) over {report.skus:,} SKU(s) in {report.seconds:.1f} s "
                   f"({rate:,.0f} lines/s): {report.lines_changed:,} changed, {report.units_allocated:,} unit(s) "
-                  f"allocated, {report.events_written:,} domain event(s)")
+                  f"allocated, {report.events_written:,} domain event(s), {report.notifications:,} notification(s)")
 
 
 @app.command("check-overdue")
@@ -241,15 +247,18 @@ def deadletters_drop(ids: list[int]) -> None:
 
 @app.command("serve")
 def serve(host: str = "127.0.0.1", port: int = 8000,
-          demo: Annotated[bool, typer.Option(help="serve a fresh demo data set")] = False) -> None:
-    """Run the HTTP API (FastAPI on uvicorn); the schema is upgraded first."""
+          demo: Annotated[bool, typer.Option(help="serve a fresh demo data set")] = False,
+          with_worker: Annotated[bool, typer.Option("--worker/--no-worker",
+                                                    help="also dispatch notifications in this process")] = True,
+          ) -> None:
+    """Run the HTTP API (FastAPI on uvicorn), with a notification worker inside unless --no-worker."""
     import uvicorn
 
     from bot.api import create_app
 
     ctx = _fresh_demo_context(quiet=True) if demo else _context()
     console.print(f"serving on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(ctx, notify_worker=with_worker), host=host, port=port, log_level="info")
 
 
 def _fresh_demo_context(quiet: bool) -> Context:

@@ -6,19 +6,27 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 
 from intake.envelope import event_json_schema, parse_events
 from intake.errors import EventValidationError
+from intake.payloads import CustomerChannel
 from services import reads
 from services.applier import Applier
 from services.context import Context
 from services.inbox import drain, store_events
+from services.notify_kpis import notification_kpis
+from services.subscriptions import UnknownReference, list_subscriptions, subscribe, unsubscribe
+from services.worker import WorkerThread
+from store import outbox
+from store.db import unit_of_work
 
 bearer = HTTPBearer(auto_error=False)
 # The body is parsed by intake (to report every error at once), so FastAPI cannot derive its
@@ -35,17 +43,32 @@ EVENTS_BODY: dict[str, Any] = {
 }
 
 
-def create_app(ctx: Context, *, background_applier: bool = True) -> FastAPI:
-    applier = Applier(ctx)
+NOTIFICATION_STATUSES = ("held", "pending", "sending", "sent", "delivered", "failed", "dead", "cancelled", "digested")
+
+
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: str = Field(min_length=1, max_length=100, description="Who wants to hear")
+    sku: str = Field(min_length=1, max_length=100, description="The SKU to watch")
+    channel: CustomerChannel | None = Field(default=None, description="Channel for this notice; default: theirs")
+
+
+def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: bool = False) -> FastAPI:
+    worker = WorkerThread(ctx) if notify_worker else None
+    applier = Applier(ctx, on_applied=worker.kick if worker else None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if background_applier:
             applier.start()
             applier.kick()  # events stored before a restart are applied now
+        if worker is not None:
+            worker.start()
         yield
         if background_applier:
             applier.stop()
+        if worker is not None:
+            worker.stop()
 
     guarded = bool(ctx.settings.api_token)
     # With a token set, the schema is behind it too ("every endpoint but /healthz"); the
@@ -93,6 +116,8 @@ def create_app(ctx: Context, *, background_applier: bool = True) -> FastAPI:
         outcomes, inbox_ids = await run_in_threadpool(store_events, ctx, envelopes)
         if wait and inbox_ids:
             await run_in_threadpool(drain, ctx, inbox_ids)
+            if worker is not None:
+                worker.kick()
         elif inbox_ids:
             applier.kick()
         results = [{"event_id": e["event_id"], "source": e["source"], "status": s}
@@ -138,4 +163,78 @@ def create_app(ctx: Context, *, background_applier: bool = True) -> FastAPI:
         with ctx.engine.connect() as conn:
             return {"incidents": reads.list_incidents(conn, status, sku)}
 
+    @app.get("/notifications", dependencies=auth)
+    def get_notifications(
+        order_id: str | None = None, customer_id: str | None = None,
+        status: Annotated[Literal[NOTIFICATION_STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
+        kind: str | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+    ) -> list[dict[str, Any]]:
+        """Messages, newest first: [{id, kind, channel, recipient, status, attempts, created_at, sent_at, error}]."""
+        with ctx.engine.connect() as conn:
+            rows = outbox.listing(conn, order_id=order_id, customer_id=customer_id, status=status, kind=kind,
+                                  limit=limit)
+        return [_notification(r) for r in rows]
+
+    @app.post("/notifications/{notification_id}/retry", dependencies=auth)
+    def retry_notification(notification_id: int) -> dict[str, Any]:
+        """Send a dead, failed or cancelled message again now."""
+        with unit_of_work(ctx.engine) as conn:
+            done = outbox.retry(conn, [notification_id], ctx.now(),
+                                timedelta(hours=ctx.settings.notify.max_age_hours))
+        if not done:
+            raise HTTPException(409, f"notification {notification_id} is not dead, failed or cancelled")
+        if worker is not None:
+            worker.kick()
+        return {"retried": done}
+
+    @app.post("/notifications/{notification_id}/cancel", dependencies=auth)
+    def cancel_notification(notification_id: int) -> dict[str, Any]:
+        """Cancel a message that has not gone out."""
+        with unit_of_work(ctx.engine) as conn:
+            done = outbox.cancel(conn, [notification_id], ctx.now())
+        if not done:
+            raise HTTPException(409, f"notification {notification_id} is not pending, failed or held")
+        return {"cancelled": done}
+
+    @app.get("/metrics/notifications", dependencies=auth)
+    def get_notification_metrics(days: Annotated[float, Query(gt=0, le=366)] = 7.0) -> dict[str, Any]:
+        """Delivery rate, p50/p99 time from event to provider acceptance, opt-out rate, dead letters by reason."""
+        with ctx.engine.connect() as conn:
+            return notification_kpis(conn, ctx.now(), days)
+
+    @app.post("/subscriptions", dependencies=auth, status_code=201)
+    def post_subscription(body: SubscriptionIn, response: Response) -> dict[str, Any]:
+        """Tell this customer when the SKU is back in stock (at once if it has stock now)."""
+        try:
+            sub, created = subscribe(ctx, body.customer_id, body.sku, body.channel)
+        except UnknownReference as exc:
+            raise HTTPException(422, [{"loc": ["body", exc.field], "msg": exc.msg, "type": "unknown_reference"}]) \
+                from exc
+        if not created:
+            response.status_code = 200
+        if worker is not None:
+            worker.kick()
+        return sub
+
+    @app.get("/subscriptions", dependencies=auth)
+    def get_subscriptions(customer_id: str | None = None, sku: str | None = None,
+                          status: str | None = None) -> list[dict[str, Any]]:
+        with ctx.engine.connect() as conn:
+            return list_subscriptions(conn, customer_id, sku, status)
+
+    @app.delete("/subscriptions/{subscription_id}", dependencies=auth)
+    def delete_subscription(subscription_id: int) -> dict[str, Any]:
+        if not unsubscribe(ctx, subscription_id):
+            raise HTTPException(404, f"no open subscription {subscription_id}")
+        return {"cancelled": subscription_id}
+
     return app
+
+
+def _notification(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: row[k] for k in outbox.LIST_COLUMNS}
+    for k in ("created_at", "sent_at"):
+        out[k] = out[k].isoformat() if out[k] else None
+    out.update(order_id=row["order_id"], customer_id=row["customer_id"], role=row["role"],
+               error_reason=row["error_reason"], due_at=row["due_at"].isoformat() if row["due_at"] else None)
+    return out

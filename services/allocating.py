@@ -12,6 +12,7 @@ from allocation.model import DomainEvent
 from allocation.policy import AllocationPolicy
 from allocation.result import AllocationResult
 from services.context import Context
+from services.recording import record
 from store import allocation_io as io
 
 Prepare = Callable[[io.Loaded, AllocationPolicy], AllocationResult]
@@ -58,5 +59,5 @@ def run_pass(
     now = ctx.now()
     audit = io.save(conn, loaded, now)
     io.write_audit(conn, audit, actor, cause, now)
-    io.write_events(conn, events, loaded.public_ids, cause, now)
+    record(conn, ctx, events, loaded.public_ids, cause, now, skus)
     return events

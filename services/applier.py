@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from services.context import Context
 from services.inbox import drain
@@ -12,8 +13,10 @@ log = logging.getLogger(__name__)
 
 
 class Applier:
-    def __init__(self, ctx: Context, idle_poll_s: float = 5.0) -> None:
+    def __init__(self, ctx: Context, idle_poll_s: float = 5.0,
+                 on_applied: Callable[[], None] | None = None) -> None:
         self._ctx = ctx
+        self._on_applied = on_applied
         self._kick = threading.Event()
         self._stop = threading.Event()
         self._idle_poll_s = idle_poll_s
@@ -36,6 +39,7 @@ class Applier:
             self._kick.wait(self._idle_poll_s)
             self._kick.clear()
             try:
-                drain(self._ctx)
+                if drain(self._ctx) and self._on_applied is not None:
+                    self._on_applied()  # new outbox rows may be due: no need to wait for the next poll
             except Exception:  # keep the thread alive; the events stay pending and are retried
                 log.exception("inbox drain failed")

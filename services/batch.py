@@ -32,6 +32,7 @@ from allocation.eta import project_etas
 from allocation.model import DomainEvent, InboundPO, Line, Stock
 from allocation.policy import AllocationPolicy
 from allocation.result import AllocationResult
+from services import notifications
 from services.context import Context
 from store import allocation_io as io
 from store.db import unit_of_work
@@ -54,6 +55,7 @@ class BatchReport:
     events_written: int = 0
     seconds: float = 0.0
     audit_written: int = 0
+    notifications: int = 0  # outbox rows planned
     skus: int = 0
     chunks: int = 0
     # Wall time per step, summed over chunks (load, allocate, eta, rows, write:<table>, commit).
@@ -84,15 +86,19 @@ def allocate_all(
     skus: Collection[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     chunk_skus: int = DEFAULT_CHUNK_SKUS,
+    notify: bool = True,
 ) -> BatchReport:
     """Allocate waiting lines and project ETAs for all SKUs with open lines (or only `skus`).
 
     SKUs of waiting ship-complete orders that share an order with a given SKU are pulled in, as
     run_pass does. `progress(done_skus, total_skus)` is called after each committed chunk.
-    Running it twice in a row changes nothing the second time.
+    Running it twice in a row changes nothing the second time. With `notify` (the default) the
+    decisions' notifications are planned in each chunk's transaction, as on the per-event path;
+    an initial load of a backlog that customers have already heard about passes notify=False.
     """
     started = time.perf_counter()
     report = BatchReport()
+    notify_cause = f"{CAUSE}:{ctx.now().isoformat()}" if notify else None
     with ctx.engine.connect() as conn:
         sql = _Sql.for_conn(conn)
         targets = sql.open_skus(conn, skus)
@@ -105,7 +111,7 @@ def allocate_all(
             try:
                 with _gc_paused():
                     with unit_of_work(ctx.engine) as conn:
-                        _run_chunk(conn, ctx, sql, chunk, report)
+                        _run_chunk(conn, ctx, sql, chunk, report, notify_cause)
                         committing = time.perf_counter()
                     report.add("commit", time.perf_counter() - committing)
                 break
@@ -208,7 +214,8 @@ class _Writes:
     audit: list[list[Any]]  # [action, entity_id, before, after]
 
 
-def _run_chunk(conn: Connection, ctx: Context, sql: _Sql, skus: list[str], report: BatchReport) -> None:
+def _run_chunk(conn: Connection, ctx: Context, sql: _Sql, skus: list[str], report: BatchReport,
+               notify_cause: str | None) -> None:
     with report.step("lock"):
         sql.lock(conn, skus)
     with report.step("load"):
@@ -231,6 +238,11 @@ def _run_chunk(conn: Connection, ctx: Context, sql: _Sql, skus: list[str], repor
     with report.step("rows"):
         writes, units = _writes(loaded, result, eta_before, eta_changed, eta_events)
     sql.write(conn, report, ctx.now(), writes)
+    if writes.events and notify_cause is not None:
+        with report.step("plan:notifications"):
+            # The same planner as the per-event path; the cause names this run, so tonight's
+            # messages never collide with last night's idempotency keys.
+            report.notifications += notifications.plan(conn, ctx, writes.events, notify_cause)
     report.lines_seen += len(loaded.lines)
     report.lines_changed += len(writes.lines)
     report.units_allocated += units

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cached_property
 
 from sqlalchemy import Engine
 
@@ -25,6 +26,13 @@ class Context:
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:
         return cls(engine=make_engine(settings.database_url), settings=settings)
+
+    @cached_property
+    def channels(self) -> frozenset[str]:
+        """The channels that have a sender configured (read once: settings do not change under a context)."""
+        from notifiers.senders.registry import configured_channels
+
+        return frozenset(configured_channels(self.settings))
 
     def now(self) -> datetime:
         return self.clock()

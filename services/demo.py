@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from services.context import Context
 from services.demo_data import story
 from services.inbox import drain, store_events
 from services.reads import get_order
+from services.worker import drain_outbox
 from services.workflow import check_overdue
 from store import tables as t
 
@@ -63,3 +65,5 @@ def play(ctx: Context, console: Console, quiet: bool = False) -> None:
                     order = get_order(conn, oid)
                     if order:
                         console.print(_order_table(order))
+        # What the customers and the team were told, through the console channel.
+        asyncio.run(drain_outbox(ctx, console))

@@ -17,7 +17,7 @@ from services.context import Context
 from services.deadletters import park, resolve
 from services.outcomes import Ignore, Park
 from store import tables as t
-from store.db import unit_of_work
+from store.db import txn_state, unit_of_work
 from store.upsert import dialect_insert
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,8 @@ def _apply_next_once(ctx: Context) -> int | None:
                 # An event reads a few SKUs' rows: starting parallel workers costs more than it saves.
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off; "
                                      "SET LOCAL max_parallel_workers_per_gather = 0")
+            # The planner stamps outbox rows with it: time-to-alert counts from the source's clock.
+            txn_state(conn)["occurred_at"] = row.occurred_at
             try:
                 HANDLERS[row.type](conn, ctx, row.payload["data"], row.occurred_at, f"{row.source}:{row.event_id}")
             except (Ignore, Park) as why:

@@ -8,6 +8,7 @@ from sqlalchemy import Connection, insert, select
 
 from allocation.model import DomainEvent
 from services.context import Context
+from services.recording import record
 from store import allocation_io as io
 from store import tables as t
 
@@ -26,9 +27,9 @@ def open_task(conn: Connection, ctx: Context, kind: str, *, sku: str | None, tit
         kind=kind, sku=sku, po_id=po_id, title=title, detail=detail, severity=severity, status="open",
         created_at=now,
     ).returning(tk.c.id)).scalar_one()
-    io.write_events(conn, [DomainEvent("task_opened", {"task_id": task_id, "kind": kind, "sku": sku,
-                                                         "po_id": po_id, "title": title,
-                                                         "severity": severity})], {}, cause, now)
+    record(conn, ctx, [DomainEvent("task_opened", {"task_id": task_id, "kind": kind, "sku": sku, "po_id": po_id,
+                                                    "title": title, "severity": severity, "detail": detail})],
+           {}, cause, now)
     io.write_audit(conn, [{"entity": "task", "entity_id": str(task_id), "action": "opened", "before": None,
                            "after": {"kind": kind, "sku": sku, "title": title}}], "workflow", cause, now)
     return task_id

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from allocation.model import DomainEvent
 from allocation.overdue import find_overdue
 from services.context import Context
+from services.recording import record
 from services.tasks import open_task
 from store import allocation_io as io
 from store import tables as t
@@ -78,7 +79,7 @@ def check_overdue(ctx: Context, actor: str = "workflow") -> OverdueReport:
             conn.execute(update(l).where(l.c.id == bindparam("b_id"))
                          .values(severity=bindparam("severity"), last_checked=bindparam("last_checked")),
                          line_updates)
-        io.write_events(conn, events, loaded.public_ids, cause, now)
+        record(conn, ctx, events, loaded.public_ids, cause, now)
     return report
 
 
@@ -97,7 +98,7 @@ def _record_incident(conn: Connection, ctx: Context, sku: str, severity: str, va
     new_id = conn.execute(insert(i).values(kind="overdue_backorder", sku=sku, severity=severity, cause=text,
                                            mitigation=mitigation, value=value, detail=summary, status="open",
                                            opened_at=ctx.now()).returning(i.c.id)).scalar_one()
-    io.write_events(conn, [DomainEvent("incident_recorded", {"incident_id": new_id, "sku": sku,
+    record(conn, ctx, [DomainEvent("incident_recorded", {"incident_id": new_id, "sku": sku,
                                                               "severity": severity, "cause": text,
                                                               "mitigation": mitigation})], {}, cause, ctx.now())
     io.write_audit(conn, [{"entity": "incident", "entity_id": str(new_id), "action": "opened", "before": None,

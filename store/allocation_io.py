@@ -253,10 +253,13 @@ def save(conn: Connection, loaded: Loaded, now: datetime) -> list[dict[str, Any]
 
 
 def write_events(conn: Connection, events: Sequence[DomainEvent], public_ids: dict[str, str], cause: str | None,
-                 now: datetime) -> None:
-    """Domain events go out with the public line id; the store's key rides along as line_pk."""
+                 now: datetime) -> list[tuple[str, dict[str, Any]]]:
+    """Domain events go out with the public line id; the store's key rides along as line_pk.
+
+    Returns (type, data) as written, for the notification planner in the same transaction.
+    """
     if not events:
-        return
+        return []
     rows = []
     for ev in events:
         data = dict(ev.data)
@@ -266,6 +269,7 @@ def write_events(conn: Connection, events: Sequence[DomainEvent], public_ids: di
             data["line_id"] = public_ids[key]
         rows.append({"type": ev.type, "data": _jsonable(data), "created_at": now, "cause": cause})
     conn.execute(insert(t.domain_events), rows)
+    return [(r["type"], r["data"]) for r in rows]
 
 
 def write_audit(conn: Connection, rows: Sequence[dict[str, Any]], actor: str, reason: str | None,

@@ -1,0 +1,237 @@
+"""Dispatch: claim due outbox rows, send them through the channel senders, record what happened.
+
+Retries back off exponentially with jitter (or as the provider's Retry-After says); permanent
+failures are not retried but fall back to the next channel when the routing allows; a message
+is dead after `max_attempts` or once it is older than it is useful. Rate limits are reserved in
+the store (store.outbox.reserve), so they hold across every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from backorder.config import NotifySettings
+from notifiers.render import render_notice
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sender, SendError, Sent
+from store import outbox
+from store.db import unit_of_work
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
+
+
+def backoff(attempt: int, cfg: NotifySettings, rng: random.Random, retry_after: float | None = None) -> float:
+    """Seconds before attempt `attempt + 1`: the provider's Retry-After wins, else full-range jitter."""
+    if retry_after is not None and retry_after >= 0:
+        return min(retry_after, cfg.backoff_max_seconds) + rng.uniform(0, 0.1)
+    ceiling = min(cfg.backoff_max_seconds, cfg.backoff_seconds * 2 ** max(attempt - 1, 0))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    row: Any
+    slot: datetime | None  # reserved send time under a rate limit
+
+
+class Dispatcher:
+    def __init__(self, engine: Engine, cfg: NotifySettings, senders: Mapping[str, Sender], *,
+                 owner: str | None = None, clock: Clock = utcnow, rng: random.Random | None = None,
+                 jobs: Callable[[], object] | None = None, jobs_every_s: float = 30.0) -> None:
+        self.engine = engine
+        self.cfg = cfg
+        self.senders = senders
+        self.owner = owner or worker_id()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.jobs = jobs
+        self.jobs_every_s = jobs_every_s
+        self._last_jobs = float("-inf")
+        self._inflight = asyncio.Semaphore(cfg.concurrency)
+        self.sent = 0
+
+    # -- claim -----------------------------------------------------------------------------------
+    def claim(self) -> list[Claimed]:
+        now = self.clock()
+        with unit_of_work(self.engine) as conn:
+            outbox.relaxed_commit(conn)
+            rows = outbox.claim(conn, self.owner, self.cfg.batch_size, now, self.cfg.lease_seconds)
+            slots: dict[int, datetime] = {}
+            groups: dict[tuple[str, float], list[Any]] = {}
+            for row in rows:
+                limit = self._limit(row.channel, row.recipient)
+                if limit is not None:
+                    groups.setdefault(limit, []).append(row)
+            for (key, per_second), members in sorted(groups.items()):
+                first = outbox.reserve(conn, key, len(members), 1.0 / per_second, now)
+                for i, row in enumerate(sorted(members, key=lambda r: r.id)):
+                    slots[row.id] = first + timedelta(seconds=i / per_second)
+        return [Claimed(r, slots.get(r.id)) for r in rows]
+
+    def _limit(self, channel: str, recipient: str) -> tuple[str, float] | None:
+        """The one rate-limit key a message counts against: its destination's, else its channel's."""
+        rate = self.cfg.rate_per_destination.get(channel)
+        if rate:
+            return f"{channel}:{recipient}", rate
+        rate = self.cfg.rate_per_channel.get(channel)
+        if rate:
+            return f"{channel}:*", rate
+        return None
+
+    # -- send ------------------------------------------------------------------------------------
+    async def run_once(self) -> int:
+        """One claim-send-record round; returns how many rows it claimed."""
+        claimed = await asyncio.to_thread(self.claim)
+        if claimed:
+            await self._process(claimed)
+        return len(claimed)
+
+    async def pump(self, depth: int = 2) -> int:
+        """Rounds until nothing is due, the next batch claimed while the last is still being sent."""
+        inflight: set[asyncio.Task[None]] = set()
+        total = 0
+        try:
+            while True:
+                claimed = await asyncio.to_thread(self.claim)
+                if not claimed:
+                    break
+                total += len(claimed)
+                inflight.add(asyncio.create_task(self._process(claimed)))
+                if len(inflight) >= depth:
+                    done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+        finally:
+            if inflight:
+                await asyncio.gather(*inflight)
+        return total
+
+    async def _process(self, claimed: Sequence[Claimed]) -> None:
+        outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
+        results = [r for r, _ in outcomes]
+        fall_from = [row for _, row in outcomes if row is not None]
+        await asyncio.to_thread(self._record, results, fall_from)
+
+    def _record(self, results: Sequence[outbox.Result], fall_from: Sequence[Any]) -> None:
+        now = self.clock()
+        with unit_of_work(self.engine) as conn:
+            outbox.relaxed_commit(conn)
+            written = outbox.record(conn, self.owner, results, now)
+            if written < len(results):
+                log.warning("%d result(s) not recorded: their lease had passed to another worker",
+                            len(results) - written)
+            outbox.insert_fallback(conn, [self._fallback(row, outbox.fallback_source(conn, row.id), now)
+                                          for row in fall_from])
+        self.sent += sum(1 for r in results if r.status in ("sent", "delivered"))
+
+    async def _send(self, c: Claimed) -> tuple[outbox.Result, Any]:
+        """Send one claimed row; returns its result and, after a permanent failure, the row to fall back from."""
+        row = c.row
+        now = self.clock()
+        if row.expires_at is not None and now > row.expires_at:
+            return outbox.Result(row.id, "dead", error="older than it is useful", error_reason="expired"), None
+        sender = self.senders.get(row.channel)
+        if sender is None:
+            return self._failed(row, PermanentError("channel_not_configured", row.channel), now)
+        if c.slot is not None:
+            wait = (c.slot - now).total_seconds()
+            if wait > self.cfg.lease_seconds / 2:
+                # Too far out to hold the lease for: hand it back, due at its slot, attempt unused.
+                return outbox.Result(row.id, "pending", due_at=c.slot, attempts_back=1), None
+            if wait > 0:
+                await asyncio.sleep(wait)
+        msg = Outgoing(id=row.id, channel=row.channel, recipient=row.recipient, kind=row.kind, body=row.body,
+                       idempotency_key=row.idempotency_key, subject=row.subject, html=row.html,
+                       payload=row.payload or {}, locale=row.locale, attempt=row.attempts)
+        try:
+            async with self._inflight:
+                sent: Sent = await sender.send(msg)
+        except SendError as exc:
+            return self._failed(row, exc, self.clock())
+        except Exception as exc:  # a sender bug must not kill the worker; treat it as transient
+            log.exception("sender %s failed on outbox row %s", row.channel, row.id)
+            return self._failed(row, RetryableError("sender_error", f"{type(exc).__name__}: {exc}"), self.clock())
+        return outbox.Result(row.id, "delivered" if sent.delivered else "sent", provider_id=sent.provider_id), None
+
+    def _failed(self, row: Any, exc: SendError, now: datetime) -> tuple[outbox.Result, Any]:
+        error = str(exc)[:2000]
+        if exc.retryable:
+            delay = backoff(row.attempts, self.cfg, self.rng, exc.retry_after)
+            due = now + timedelta(seconds=delay)
+            if row.attempts >= self.cfg.max_attempts:
+                return outbox.Result(row.id, "dead", error=error, error_reason=exc.reason), None
+            if row.expires_at is not None and due > row.expires_at:
+                return outbox.Result(row.id, "dead", error=error, error_reason="expired"), None
+            return outbox.Result(row.id, "failed", error=error, error_reason=exc.reason, due_at=due), None
+        return outbox.Result(row.id, "dead", error=error, error_reason=exc.reason), row if row.fallback else None
+
+    @staticmethod
+    def _fallback(row: Any, src: Any, now: datetime) -> dict[str, Any]:
+        """The same message on the next chosen channel, after a permanent failure on this one.
+
+        Its key is derived from the failed row's, so the failed row (dead, with its reason) and
+        the one that replaced it can be told apart and the fallback is made once.
+        """
+        (channel, address), rest = row.fallback[0], row.fallback[1:]
+        rendered = render_notice(row.kind, channel, row.locale, src.facts or {})
+        return {
+            "idempotency_key": f"{row.kind}:{channel}:fallback:{row.idempotency_key}"[:500],
+            "kind": row.kind, "channel": channel, "recipient": address, "audience": src.audience,
+            "customer_id": src.customer_id, "order_id": src.order_id, "sku": src.sku, "role": src.role,
+            "line_ids": list(src.line_ids or ()), "locale": row.locale, "subject": rendered.subject,
+            "body": rendered.body, "html": rendered.html, "payload": row.payload or {}, "facts": src.facts or {},
+            "fallback": rest, "urgent": src.urgent, "status": "pending", "due_at": now, "expires_at": row.expires_at,
+            "attempts": 0, "error": None, "error_reason": None, "cause": src.cause, "occurred_at": src.occurred_at,
+            "created_at": now, "updated_at": now,
+        }
+
+    # -- loop ------------------------------------------------------------------------------------
+    def run_jobs_if_due(self) -> None:
+        if self.jobs is None or time.monotonic() - self._last_jobs < self.jobs_every_s:
+            return
+        self._last_jobs = time.monotonic()
+        try:
+            self.jobs()
+        except Exception:  # digests are retried on the next tick; dispatch goes on
+            log.exception("notification jobs failed")
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
+        """Dispatch until `stop` is set; an idle worker polls every poll_seconds (or when woken)."""
+        wake = wake or asyncio.Event()
+        while not stop.is_set():
+            await asyncio.to_thread(self.run_jobs_if_due)
+            try:
+                claimed = await self.pump()
+            except Exception:  # the database restarting, say: rows keep their leases and come back
+                log.exception("dispatch round failed")
+                claimed = 0
+                await asyncio.sleep(1.0)
+            if claimed == 0 and not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=self.cfg.poll_seconds)
+                wake.clear()
+
+    async def aclose(self) -> None:
+        for sender in self.senders.values():
+            await sender.aclose()

@@ -1,0 +1,67 @@
+"""The sender interface every channel implements, and the two ways a send can fail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message as the outbox holds it, rendered and addressed: all a sender may know."""
+
+    id: int
+    channel: str
+    recipient: str  # the address on that channel: e-mail, E.164 number, URL, console name
+    kind: str
+    body: str  # the plain-text body (SMS, chat, e-mail text part)
+    idempotency_key: str
+    subject: str | None = None
+    html: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)  # structured form (webhook JSON, cards)
+    locale: str = "en"
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The provider accepted the message; `delivered` when acceptance is delivery (console)."""
+
+    provider_id: str | None = None
+    delivered: bool = False
+
+
+class SendError(Exception):
+    """A send that did not go through; `reason` is short and stable (it feeds KPIs by reason)."""
+
+    retryable: bool = False
+
+    def __init__(self, reason: str, detail: str = "", retry_after: float | None = None) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class RetryableError(SendError):
+    """Try again later: timeouts, connection resets, 5xx, 429 (retry_after from Retry-After)."""
+
+    retryable = True
+
+
+class PermanentError(SendError):
+    """Never retry this message on this channel: invalid address, 4xx, refused, not configured."""
+
+    retryable = False
+
+
+class Sender(Protocol):
+    channel: str
+
+    async def send(self, msg: Outgoing) -> Sent:
+        """Send one message; raise RetryableError or PermanentError when it does not go through."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections (called once when the worker stops)."""
+        ...

@@ -1,0 +1,86 @@
+"""The notification worker: dispatch plus the digest jobs, as its own process or a thread of `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from rich.console import Console
+
+from notifiers.dispatch import Dispatcher
+from notifiers.senders.registry import build_senders
+from services import digests
+from services.context import Context
+
+log = logging.getLogger(__name__)
+
+
+def make_dispatcher(ctx: Context, console: Console | None = None, owner: str | None = None) -> Dispatcher:
+    return Dispatcher(ctx.engine, ctx.settings.notify, build_senders(ctx.settings, console=console),
+                      owner=owner, clock=ctx.now, jobs=lambda: digests.run_due(ctx),
+                      jobs_every_s=ctx.settings.notify.jobs_every_seconds)
+
+
+async def run_worker(ctx: Context, stop: asyncio.Event, console: Console | None = None,
+                     wake: asyncio.Event | None = None) -> Dispatcher:
+    dispatcher = make_dispatcher(ctx, console)
+    try:
+        await dispatcher.run(stop, wake)
+    finally:
+        await dispatcher.aclose()
+    return dispatcher
+
+
+async def drain_outbox(ctx: Context, console: Console | None = None, max_rounds: int = 1000) -> int:
+    """Send everything due now and return (for the demo, the CLI and tests): no polling, no waiting."""
+    dispatcher = make_dispatcher(ctx, console)
+    sent = 0
+    try:
+        digests.run_due(ctx)
+        for _ in range(max_rounds):
+            if await dispatcher.pump() == 0:
+                break
+        sent = dispatcher.sent
+    finally:
+        await dispatcher.aclose()
+    return sent
+
+
+class WorkerThread:
+    """A worker inside the `serve` process, so the embedded default runs as one command."""
+
+    def __init__(self, ctx: Context, console: Console | None = None) -> None:
+        self._ctx = ctx
+        self._console = console
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notify-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+
+    def kick(self) -> None:
+        """Look at the outbox now (new rows were just committed) instead of at the next poll."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop, self._wake = asyncio.Event(), asyncio.Event()
+            self._ready.set()
+            await run_worker(self._ctx, self._stop, self._console, self._wake)
+
+        try:
+            asyncio.run(main())
+        except Exception:
+            log.exception("notification worker stopped")
