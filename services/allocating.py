@@ -28,13 +28,15 @@ def run_pass(
     extra_line_pks: Collection[int] = (),
     new_line_pks: Collection[int] = (),
     actor: str = "allocator",
+    restock: bool = False,
 ) -> list[DomainEvent]:
     """Lock the SKUs, apply `prepare` (cancel, ship, release), allocate, project ETAs, write it all.
 
     Ship-complete orders waiting on these SKUs pull their other SKUs into the pass, so the
     all-or-nothing check sees every line of the order. With a `prepare` step (which may take
     units back) every ship-complete order on these SKUs does, waiting or not: losing units of
-    one line must release its other lines too.
+    one line must release its other lines too. `restock` says the change may have freed stock
+    (a receipt, a count, a cancellation): back-in-stock subscribers of these SKUs are checked.
     """
     skus = set(skus)
     io.lock_skus(conn, skus)
@@ -59,5 +61,5 @@ def run_pass(
     now = ctx.now()
     audit = io.save(conn, loaded, now)
     io.write_audit(conn, audit, actor, cause, now)
-    record(conn, ctx, events, loaded.public_ids, cause, now, skus)
+    record(conn, ctx, events, loaded.public_ids, cause, now, skus if restock else ())
     return events

@@ -39,7 +39,7 @@ class Applier:
             self._kick.wait(self._idle_poll_s)
             self._kick.clear()
             try:
-                if drain(self._ctx) and self._on_applied is not None:
+                if drain(self._ctx, stop=self._stop.is_set) and self._on_applied is not None:
                     self._on_applied()  # new outbox rows may be due: no need to wait for the next poll
             except Exception:  # keep the thread alive; the events stay pending and are retried
                 log.exception("inbox drain failed")

@@ -169,13 +169,15 @@ def _mark(conn: Connection, ctx: Context, inbox_id: int, status: str, note: str 
     conn.execute(update(i).where(i.c.id == inbox_id).values(status=status, note=note, applied_at=ctx.now()))
 
 
-def drain(ctx: Context, wait_for: Sequence[int] = (), timeout_s: float = 300.0) -> int:
+def drain(ctx: Context, wait_for: Sequence[int] = (), timeout_s: float = 300.0,
+          stop: Callable[[], bool] | None = None) -> int:
     """Apply pending events until none is left; then wait until `wait_for` ids are no longer pending.
 
     Other processes may be applying some of them (SKIP LOCKED on PostgreSQL); we wait for theirs.
+    `stop` is asked between events: a server shutting down leaves the rest pending for next time.
     """
     applied = 0
-    while apply_next(ctx) is not None:
+    while not (stop is not None and stop()) and apply_next(ctx) is not None:
         applied += 1
     if wait_for:
         deadline = time.monotonic() + timeout_s

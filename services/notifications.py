@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 OPEN = ("pending", "failed", "held")
 CUSTOMER_STALE_KINDS = ("backorder_created", "eta_changed", "delay_overdue", "allocated")
+MOVES_ON = frozenset({"backorder_resolved", "line_allocated", "line_shipped", "line_cancelled", "allocation_released"})
 
 
 def idempotency_key(*parts: object) -> str:
@@ -46,8 +47,12 @@ def rule_config(cfg: NotifySettings) -> RuleConfig:
 
 
 def plan(conn: Connection, ctx: Context, events: Sequence[tuple[str, Mapping[str, Any]]], cause: str | None,
-         skus: Iterable[str] = ()) -> int:
-    """Write the outbox rows these events call for; returns how many were new."""
+         restocked: Iterable[str] = ()) -> int:
+    """Write the outbox rows these events call for; returns how many were planned.
+
+    `restocked`: SKUs that may have free stock now (a receipt, a count, a cancellation), whose
+    back-in-stock subscribers are checked.
+    """
     cfg = ctx.settings.notify
     now = ctx.now()
     occurred_at = txn_state(conn).get("occurred_at") or now
@@ -67,13 +72,15 @@ def plan(conn: Connection, ctx: Context, events: Sequence[tuple[str, Mapping[str
             log.exception("planning %s for %s failed", notice.kind, notice.scope)
             rows.append(builder.unplannable(notice, exc))
     rows += builder.webhook_rows(events)
-    skus = set(skus)
-    if skus:
-        rows += back_in_stock(conn, builder, skus)
+    restocked = set(restocked)
+    if restocked:
+        rows += back_in_stock(conn, builder, restocked)
     if rows:
         _supersede(conn, rows, now)
         insert_ignore(conn, t.outbox, rows, ["idempotency_key"])
-    orders = sorted({ln.order_id for ln in facts.lines.values()})
+    # Only a line that moved on can make a waiting notice stale: a new order skips the query.
+    orders = sorted({facts.lines[int(d["line_pk"])].order_id for e, d in events
+                     if e in MOVES_ON and d.get("line_pk") is not None and int(d["line_pk"]) in facts.lines})
     for i in range(0, len(orders), IN_CHUNK):
         cancel_stale(conn, orders[i:i + IN_CHUNK], now)
     return len(rows)

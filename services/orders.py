@@ -87,7 +87,7 @@ def order_cancelled(conn: Connection, ctx: Context, data: dict[str, Any], at: da
         return cancel(loaded.lines, loaded.stocks, keys)
 
     run_pass(conn, ctx, {r.sku for r in open_rows}, cause, prepare=prepare,
-             extra_line_pks=[r.id for r in open_rows])
+             extra_line_pks=[r.id for r in open_rows], restock=True)
     o = t.orders
     remaining = conn.execute(select(t.order_lines.c.id).where(
         t.order_lines.c.order_id == data["order_id"], t.order_lines.c.status != "cancelled")).first()

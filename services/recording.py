@@ -14,7 +14,8 @@ from store import allocation_io as io
 
 
 def record(conn: Connection, ctx: Context, events: Sequence[DomainEvent], public_ids: dict[str, str],
-           cause: str | None, now: datetime, skus: Iterable[str] = ()) -> None:
+           cause: str | None, now: datetime, restocked: Iterable[str] = ()) -> None:
     written = io.write_events(conn, events, public_ids, cause, now)
-    if written or skus:
-        notifications.plan(conn, ctx, written, cause, skus)
+    restocked = list(restocked)
+    if written or restocked:
+        notifications.plan(conn, ctx, written, cause, restocked)

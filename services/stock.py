@@ -46,7 +46,7 @@ def inventory_received(conn: Connection, ctx: Context, data: dict[str, Any], at:
     io.write_audit(conn, [{"entity": "stock", "entity_id": f"{sku}@{wh}", "action": "received",
                            "before": {"on_hand": before.on_hand}, "after": {"on_hand": before.on_hand + qty}}],
                    "intake", cause, ctx.now())
-    run_pass(conn, ctx, [sku], cause)
+    run_pass(conn, ctx, [sku], cause, restock=True)
 
 
 def inventory_adjusted(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
@@ -64,7 +64,7 @@ def inventory_adjusted(conn: Connection, ctx: Context, data: dict[str, Any], at:
     def prepare(loaded: io.Loaded, policy: AllocationPolicy) -> AllocationResult:
         return release_excess(loaded.lines, loaded.stocks, policy)
 
-    run_pass(conn, ctx, [sku], cause, prepare=prepare if on_hand < before.allocated else None)
+    run_pass(conn, ctx, [sku], cause, prepare=prepare if on_hand < before.allocated else None, restock=True)
 
 
 def po_updated(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
