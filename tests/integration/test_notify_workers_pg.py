@@ -63,15 +63,18 @@ def test_two_workers_never_send_the_same_row_twice(pg_url: str) -> None:
         settings = load_settings(database_url=pg_url, webhook={"url": rx.url, "secret": SECRET, "allow_http": True,
                                                                "allow_private": True})
         ctx = Context(engine=make_engine(pg_url), settings=settings)
-        _, ids = store_events(ctx, events())
-        drain(ctx, ids)
-        with ctx.engine.connect() as conn:
-            total = conn.execute(select(func.count()).select_from(t.outbox)).scalar_one()
-        assert total == ORDERS  # one line_backordered decision per order, to one endpoint (no ETA to change)
-
         workers = [subprocess.Popen([sys.executable, "-m", "backorder", "worker"], cwd=REPO, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
         try:
+            for w in workers:  # both polling before the first row exists, so both get a share
+                assert w.stdout is not None
+                assert "worker dispatching" in w.stdout.readline()
+            # Applied one event at a time, the rows trickle in while both workers claim.
+            _, ids = store_events(ctx, events())
+            drain(ctx, ids)
+            with ctx.engine.connect() as conn:
+                total = conn.execute(select(func.count()).select_from(t.outbox)).scalar_one()
+            assert total == ORDERS  # one line_backordered decision per order, to one endpoint (no ETA to change)
             deadline = time.monotonic() + 60
             while rx.stats(keys=False)["count"] < total and time.monotonic() < deadline:
                 time.sleep(0.1)
