@@ -20,6 +20,7 @@ fall back to another channel instead of holding the message for hours.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ssl
 import time
@@ -194,15 +195,22 @@ class EmailSender:
 
     @staticmethod
     def _discard(client: aiosmtplib.SMTP) -> None:
-        # close(), not quit(): on a failed connection QUIT would only wait for a timeout.
+        transport = client.transport
         client.close()
+        if transport is not None:
+            # Abort rather than close: a graceful TLS close waits for the server's close_notify
+            # (up to 30 s) and leaks the socket if the event loop ends first. Nothing is lost, the
+            # session is either finished (QUIT answered) or already broken.
+            transport.abort()
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
         for client, _ in idle:
-            try:
+            transport = client.transport  # quit() forgets it, and we still want to abort it
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.quit(), timeout=2.0)
-            except Exception:
-                client.close()
-        # One loop turn, so closed transports finish closing before the caller's loop may end.
+            self._discard(client)
+            if transport is not None:
+                transport.abort()
+        # One loop turn, so aborted transports finish closing before the caller's loop may end.
         await asyncio.sleep(0)

@@ -167,8 +167,9 @@ class WebhookSender:
         self.settings = settings
         self.connection_limit = connection_limit
         self._inner_resolver = resolver
+        # Per URL as the outbox spells it: (normalised URL, secret), or why it is refused.
+        self._targets: dict[str, tuple[str, str | None] | str] = {}
         # Keyed by the normalised URL, so the outbox's spelling of a URL need not match the file's.
-        self._targets: dict[str, tuple[str, str | None] | PermanentError] = {}
         self._secrets: dict[str, str | None] = {
             normalise_url(e.url): e.secret.get_secret_value() if e.secret is not None else None
             for e in settings.all_endpoints()
@@ -204,10 +205,11 @@ class WebhookSender:
             try:
                 known = self._target(url)
             except PermanentError as exc:
-                known = exc
+                known = exc.detail
             self._targets[url] = known
-        if isinstance(known, PermanentError):
-            raise known
+        if isinstance(known, str):
+            # A fresh error each time: re-raising one cached instance would grow its traceback forever.
+            raise PermanentError("url_not_allowed", known)
         return known
 
     def _target(self, url: str) -> tuple[str, str | None]:

@@ -32,9 +32,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def email_msg(
-    recipient: str = "ada@example.com", *, key: str = "k-1", id: int = 1, **kw: Any
-) -> Outgoing:
+def email_msg(recipient: str = "ada@example.com", *, key: str = "k-1", id: int = 1, **kw: Any) -> Outgoing:
     fields: dict[str, Any] = {
         "kind": "backorder_created",
         "body": "Your order SO-1 is on backorder; we expect it on 2026-03-02.",
@@ -242,8 +240,9 @@ def test_email_recipient_refusals(smtp: FakeSMTP, code: int, error: type[SendErr
     assert str(code) in err.detail
 
 
-@pytest.mark.parametrize(("code", "error", "reason"),
-                         [(554, PermanentError, "rejected"), (451, RetryableError, "smtp_4xx")])
+@pytest.mark.parametrize(
+    ("code", "error", "reason"), [(554, PermanentError, "rejected"), (451, RetryableError, "smtp_4xx")]
+)
 def test_email_data_refusals(smtp: FakeSMTP, code: int, error: type[SendError], reason: str) -> None:
     smtp.fail_data(code)
     err = run(failure_of(EmailSender(smtp_settings(smtp)), email_msg()))
@@ -433,10 +432,23 @@ def test_webhook_http_refused_unless_allowed(rx: WebhookReceiver) -> None:
     assert rx.requests == []
 
 
-def test_webhook_unconfigured_url_is_refused(rx: WebhookReceiver) -> None:
-    err = run(failure_of(WebhookSender(hook_settings(rx.url)), hook_msg(rx.url_for("/elsewhere"))))
-    assert isinstance(err, PermanentError)
-    assert err.reason == "url_not_allowed"
+def test_webhook_unconfigured_url_is_refused_every_time(rx: WebhookReceiver) -> None:
+    async def go() -> list[SendError]:
+        sender = WebhookSender(hook_settings(rx.url))
+        errors: list[SendError] = []
+        try:
+            for _ in range(2):  # the second answer comes from the per-URL cache
+                with pytest.raises(PermanentError) as info:
+                    await sender.send(hook_msg(rx.url_for("/elsewhere")))
+                errors.append(info.value)
+        finally:
+            await sender.aclose()
+        return errors
+
+    first, second = run(go())
+    assert first.reason == second.reason == "url_not_allowed"
+    assert first.detail == second.detail and "not a configured webhook endpoint" in first.detail
+    assert first is not second
     assert rx.requests == []
 
 
@@ -483,7 +495,7 @@ def test_webhook_name_resolving_to_loopback_allowed_with_allow_private(rx: Webho
 
 def test_webhook_many_concurrent_sends_share_the_session(rx: WebhookReceiver) -> None:
     async def go() -> list[Sent]:
-        sender = WebhookSender(hook_settings(rx.url))
+        sender = WebhookSender(hook_settings(rx.url, timeout_seconds=10.0))  # a loaded CI box is slow, not broken
         try:
             return await asyncio.gather(*(sender.send(hook_msg(rx.url, key=f"k{i}", id=i)) for i in range(300)))
         finally:
@@ -550,8 +562,10 @@ def test_registry_builds_configured_channels() -> None:
             ),
             r"webhook\.endpoints\[1\]\.url",
         ),
-        (WebhookSettings(endpoints=[WebhookEndpoint(url="https://u:p@ok.example.com/")]),
-         r"webhook\.endpoints\[0\]\.url"),
+        (
+            WebhookSettings(endpoints=[WebhookEndpoint(url="https://u:p@ok.example.com/")]),
+            r"webhook\.endpoints\[0\]\.url",
+        ),
     ],
 )
 def test_registry_refuses_bad_webhook_urls_naming_the_key(webhook: WebhookSettings, key: str) -> None:
