@@ -108,8 +108,11 @@ def notifications_stats(
 
 def worker(
     once: Annotated[bool, typer.Option(help="send what is due now, then exit")] = False,
+    apply: Annotated[bool, typer.Option("--apply/--no-apply",
+                                        help="also apply stored events (the inbox), beside the API's applier")] = True,
 ) -> None:
-    """Run the notification worker: dispatch the outbox and the digests until stopped (Ctrl-C, SIGTERM)."""
+    """Run the notification worker: dispatch the outbox and the digests, and apply stored events, until
+    stopped (Ctrl-C, SIGTERM)."""
     from services.worker import drain_outbox, run_worker
 
     ctx = _context()
@@ -123,7 +126,7 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        dispatcher = await run_worker(ctx, stop, console)
+        dispatcher = await run_worker(ctx, stop, console, apply_inbox=apply)
         console.print(f"worker stopped; {dispatcher.sent} message(s) sent")
 
     console.print(f"worker dispatching from {ctx.settings.database_url.split('@')[-1]} "

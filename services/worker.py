@@ -11,9 +11,12 @@ from rich.console import Console
 from notifiers.dispatch import Dispatcher
 from notifiers.senders.registry import build_senders
 from services import digests
+from services.applier import Applier
 from services.context import Context
 
 log = logging.getLogger(__name__)
+
+INBOX_POLL_S = 0.2  # a worker's applier is never kicked by the API process: it looks this often
 
 
 def make_dispatcher(ctx: Context, console: Console | None = None, owner: str | None = None) -> Dispatcher:
@@ -23,11 +26,24 @@ def make_dispatcher(ctx: Context, console: Console | None = None, owner: str | N
 
 
 async def run_worker(ctx: Context, stop: asyncio.Event, console: Console | None = None,
-                     wake: asyncio.Event | None = None) -> Dispatcher:
+                     wake: asyncio.Event | None = None, apply_inbox: bool = False) -> Dispatcher:
+    """Dispatch until `stop`; with `apply_inbox`, also apply stored events in a thread of this process.
+
+    Applying is CPU-bound Python: a second process applying (SKIP LOCKED on PostgreSQL keeps them
+    apart) is what adds a core to a burst stored with POST /events?wait=false.
+    """
     dispatcher = make_dispatcher(ctx, console)
+    wake = wake or asyncio.Event()
+    applier = None
+    if apply_inbox:
+        loop = asyncio.get_running_loop()
+        applier = Applier(ctx, idle_poll_s=INBOX_POLL_S, on_applied=lambda: loop.call_soon_threadsafe(wake.set))
+        applier.start()
     try:
         await dispatcher.run(stop, wake)
     finally:
+        if applier is not None:
+            await asyncio.to_thread(applier.stop)
         await dispatcher.aclose()
     return dispatcher
 
