@@ -23,8 +23,10 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench._db import PG_ADMIN, drop_database, pg_admin
+
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = os.environ.get("BACKORDER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+__all__ = ["drop_database", "pg_admin"]  # used by bench/notify.py from here
 SOURCE = "bench"
 
 
@@ -33,29 +35,12 @@ SOURCE = "bench"
 # ----------------------------------------------------------------------------------------------
 
 
-def _pg_admin(sql: str) -> None:
-    eng = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with eng.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        eng.dispose()
-
-
 def new_pg_database(template: str | None = None) -> str:
     """A new database beside PG_ADMIN's (empty, or a copy of `template`'s, which must be idle)."""
     name = f"bench_notify_{uuid.uuid4().hex[:10]}"
-    _pg_admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{make_url(template).database}"' if template else ""))
+    pg_admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{make_url(template).database}"' if template else ""))
     return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
 
-
-def drop_database(url: str) -> None:
-    if url.startswith("postgresql"):
-        _pg_admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-        return
-    path = Path(make_url(url).database or "")
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        p.unlink(missing_ok=True)
 
 
 def scalar(url: str, sql: str, params: dict[str, Any] | None = None) -> Any:

@@ -41,6 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _db import PG_ADMIN, drop_database, pg_admin  # noqa: E402  (bench/ is the script's directory)
 from sqlalchemy import create_engine, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -49,7 +50,6 @@ TODAY = NOW.date()
 HOT_SKU = "SKU-HOT"
 HOT_LINES = 1000
 REGIONS = ("north", "south", "east", "west", "central")
-PG_ADMIN = os.environ.get("BACKORDER_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,19 +199,13 @@ def _pg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _pg_admin(sql: str) -> None:
-    eng = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.execute(text(sql))
-    eng.dispose()
-
 
 def new_database(kind: str, workdir: Path) -> str:
     from store.db import upgrade
 
     if kind == "postgresql":
         name = f"bench_{uuid.uuid4().hex[:10]}"
-        _pg_admin(f'CREATE DATABASE "{name}"')
+        pg_admin(f'CREATE DATABASE "{name}"')
         url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
     else:
         url = f"sqlite:///{workdir / f'bench_{uuid.uuid4().hex[:10]}.db'}"
@@ -222,21 +216,13 @@ def new_database(kind: str, workdir: Path) -> str:
 def clone_database(url: str) -> str:
     if url.startswith("postgresql"):
         name = f"bench_{uuid.uuid4().hex[:10]}"
-        _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{make_url(url).database}"')
+        pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{make_url(url).database}"')
         return make_url(url).set(database=name).render_as_string(hide_password=False)
     src = Path(make_url(url).database or "")
     dst = src.with_name(f"bench_{uuid.uuid4().hex[:10]}.db")
     shutil.copyfile(src, dst)
     return f"sqlite:///{dst}"
 
-
-def drop_database(url: str) -> None:
-    if url.startswith("postgresql"):
-        _pg_admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-        return
-    path = Path(make_url(url).database or "")
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        p.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------
