@@ -34,17 +34,15 @@ from jinja2.environment import TemplateModule
 from jinja2.runtime import Context, Macro
 from jinja2.sandbox import SandboxedEnvironment
 
-from notifiers import sms
+from notifiers import rules, sms
 from notifiers.sms import SMS_MAX_SEGMENTS
 from prompts import TEMPLATE_DIR
 
 NOTIFY_DIR = TEMPLATE_DIR / "notify"
 
-CUSTOMER_KINDS: tuple[str, ...] = (
-    "backorder_created", "eta_changed", "allocated", "shipped", "delay_overdue", "backorder_cancelled",
-    "back_in_stock", "digest",
-)
-INTERNAL_KINDS: tuple[str, ...] = ("high_value_backorder", "procurement_task", "inventory_task", "ops_digest")
+# The kinds the rules make, plus the digest that folds customer notices together.
+CUSTOMER_KINDS: tuple[str, ...] = (*rules.CUSTOMER_KINDS, "digest")
+INTERNAL_KINDS: tuple[str, ...] = rules.INTERNAL_KINDS
 KINDS: tuple[str, ...] = CUSTOMER_KINDS + INTERNAL_KINDS
 LOCALES: tuple[str, ...] = ("en", "es")
 DEFAULT_LOCALE = "en"

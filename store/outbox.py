@@ -19,7 +19,6 @@ from store import tables as t
 from store.upsert import dialect_insert
 
 CLAIMABLE = ("pending", "failed", "sending")
-TERMINAL = ("sent", "delivered", "dead", "cancelled", "digested")
 LIST_COLUMNS = ("id", "kind", "channel", "recipient", "status", "attempts", "created_at", "sent_at", "error")
 
 o = t.outbox
