@@ -183,7 +183,13 @@ class _Collector:
             if kind in ("union_tag_invalid", "union_tag_not_found") and len(loc) == 1:
                 self._bad_type(loc[0], items[int(loc[0])], kind)
                 continue
-            self.add(loc, self.messages.get(kind, err["msg"]), kind)
+            self.add(loc, self._message(loc, kind, err["msg"]), kind)
+
+    def _message(self, loc: Loc, kind: str, default: str) -> str:
+        if kind == "extra_forbidden" and len(loc) > 2:
+            # Deeper than the envelope: a closed object inside data (preferences, quiet_hours).
+            return f"unknown field {loc[-1]!r}"
+        return self.messages.get(kind, default)
 
     def _bad_type(self, index: str | int, item: Any, kind: str) -> None:
         if kind == "union_tag_not_found":

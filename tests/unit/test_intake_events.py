@@ -393,3 +393,20 @@ def test_every_type_has_a_valid_example_in_the_docs() -> None:
     examples = [e for e in _doc_examples() if isinstance(e, dict) and e.get("type") in EVENT_TYPES]
     assert {e["type"] for e in examples} == set(EVENT_TYPES)
     assert len(parse_events(examples)) == len(examples)
+
+
+@pytest.mark.parametrize(("prefs", "where", "says"), [
+    ({"delivery": "weekly"}, "data.preferences.delivery", "'instant' or 'digest'"),
+    ({"quiet_hours": {"start": "25:00", "end": "07:00"}}, "data.preferences.quiet_hours.start", "pattern"),
+    ({"quiet_hour": {}}, "data.preferences.quiet_hour", "unknown field 'quiet_hour'"),
+    ({"channels": ["sms", "sms"]}, "data.preferences.channels", "duplicate channel 'sms'"),
+    ({"max_per_order_per_day": 0}, "data.preferences.max_per_order_per_day", "greater than or equal to 1"),
+])
+def test_bad_preferences_name_the_key(prefs: dict[str, Any], where: str, says: str) -> None:
+    body = {"event_id": "c", "type": "customer.upserted", "occurred_at": T0,
+            "data": {"customer_id": "C", "name": "N", "preferences": prefs}}
+    with pytest.raises(EventValidationError) as caught:
+        parse_events(body)
+    [err] = caught.value.errors
+    assert err["loc"] == f"[0].{where}" or err["loc"].endswith(where), err
+    assert says in err["msg"], err
