@@ -13,6 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from backorder.cli_chat import chat
 from backorder.cli_notifications import notifications_app, worker
 from backorder.config import Settings, load_settings
 from services.context import Context
@@ -30,6 +31,7 @@ app.add_typer(orders_app, name="orders")
 app.add_typer(dl_app, name="deadletters")
 app.add_typer(notifications_app, name="notifications")
 app.command("worker")(worker)
+app.command("chat")(chat)
 
 console = Console()
 DEMO_DB = "backorder-demo.db"

@@ -132,3 +132,4 @@ def worker(
     console.print(f"worker dispatching from {ctx.settings.database_url.split('@')[-1]} "
                   f"(channels: {', '.join(sorted(ctx.channels))})")
     asyncio.run(main())
+

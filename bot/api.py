@@ -13,13 +13,15 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from intake.envelope import event_json_schema, parse_events
 from intake.errors import EventValidationError
 from intake.payloads import CustomerChannel
 from services import reads
 from services.applier import Applier
+from services.chat import ChatUser
+from services.chat import reply as chat_reply
 from services.context import Context
 from services.inbox import drain, store_events
 from services.notify_kpis import notification_kpis
@@ -51,6 +53,27 @@ class SubscriptionIn(BaseModel):
     customer_id: str = Field(min_length=1, max_length=100, description="Who wants to hear")
     sku: str = Field(min_length=1, max_length=100, description="The SKU to watch")
     channel: CustomerChannel | None = Field(default=None, description="Channel for this notice; default: theirs")
+
+
+class ChatUserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: str | None = Field(default=None, max_length=100)
+    staff_id: str | None = Field(default=None, max_length=100)
+    role: str | None = Field(default=None, max_length=40, description="the staff member's role")
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=320)
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> ChatUserIn:
+        if not any((self.customer_id, self.staff_id, self.phone, self.email)):
+            raise ValueError("give customer_id, staff_id (with role), phone or email")
+        return self
+
+
+class ChatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: ChatUserIn
+    text: str = Field(min_length=1, max_length=2000)
 
 
 def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: bool = False) -> FastAPI:
@@ -227,6 +250,17 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         if not unsubscribe(ctx, subscription_id):
             raise HTTPException(404, f"no open subscription {subscription_id}")
         return {"cancelled": subscription_id}
+
+    @app.post("/chat", dependencies=auth)
+    def post_chat(body: ChatIn) -> dict[str, Any]:
+        """Ask in plain words; the answer is scoped to the asker: {"intent", "entities", "reply"}."""
+        u = body.user
+        who = ChatUser(customer_id=u.customer_id, staff_id=u.staff_id,
+                       roles=frozenset([u.role]) if u.role else frozenset(), phone=u.phone, email=u.email)
+        answer = chat_reply(ctx, who, body.text)
+        if worker is not None:
+            worker.kick()  # a subscription may have queued a message
+        return {"intent": answer.intent, "entities": answer.entities, "reply": answer.reply}
 
     return app
 

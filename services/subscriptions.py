@@ -33,26 +33,32 @@ def subscribe(ctx: Context, customer_id: str, sku: str, channel: str | None = No
 
     If the SKU has free stock already, the customer is told at once, in the same transaction.
     """
+    with unit_of_work(ctx.engine) as conn:
+        return subscribe_in(conn, ctx, customer_id, sku, channel)
+
+
+def subscribe_in(conn: Connection, ctx: Context, customer_id: str, sku: str,
+                 channel: str | None = None) -> tuple[dict[str, Any], bool]:
+    """subscribe() inside the caller's unit of work."""
     s = t.subscriptions
     now = ctx.now()
-    with unit_of_work(ctx.engine) as conn:
-        if conn.execute(select(t.customers.c.customer_id).where(t.customers.c.customer_id == customer_id)).first() \
-                is None:
-            raise UnknownReference("customer_id", f"unknown customer {customer_id}")
-        if conn.execute(select(t.products.c.sku).where(t.products.c.sku == sku)).first() is None:
-            raise UnknownReference("sku", f"unknown SKU {sku}")
-        existing = _open(conn, customer_id, sku)
-        if existing is not None:
-            return _public(existing), False
-        # The partial unique index settles a race between two requests: the second inserts nothing.
-        conn.execute(dialect_insert(conn, s).on_conflict_do_nothing().values(
-            customer_id=customer_id, sku=sku, channel=channel, status="open", created_at=now))
-        created = _open(conn, customer_id, sku)
-        assert created is not None
-        builder = notifications.RowBuilder(ctx, f"subscription:{created.id}", now, now)
-        rows = notifications.back_in_stock(conn, builder, {sku})
-        insert_ignore(conn, t.outbox, rows, ["idempotency_key"])
-        return _public(conn.execute(select(s).where(s.c.id == created.id)).one()), True
+    if conn.execute(select(t.customers.c.customer_id).where(t.customers.c.customer_id == customer_id)).first() \
+            is None:
+        raise UnknownReference("customer_id", f"unknown customer {customer_id}")
+    if conn.execute(select(t.products.c.sku).where(t.products.c.sku == sku)).first() is None:
+        raise UnknownReference("sku", f"unknown SKU {sku}")
+    existing = _open(conn, customer_id, sku)
+    if existing is not None:
+        return _public(existing), False
+    # The partial unique index settles a race between two requests: the second inserts nothing.
+    conn.execute(dialect_insert(conn, s).on_conflict_do_nothing().values(
+        customer_id=customer_id, sku=sku, channel=channel, status="open", created_at=now))
+    created = _open(conn, customer_id, sku)
+    assert created is not None
+    builder = notifications.RowBuilder(ctx, f"subscription:{created.id}", now, now)
+    rows = notifications.back_in_stock(conn, builder, {sku})
+    insert_ignore(conn, t.outbox, rows, ["idempotency_key"])
+    return _public(conn.execute(select(s).where(s.c.id == created.id)).one()), True
 
 
 def _open(conn: Connection, customer_id: str, sku: str) -> Any:

@@ -87,3 +87,15 @@ def test_bad_configuration_stops_with_the_key(tmp_path: Path) -> None:
     done = run(["db", "upgrade"], tmp_path, {"BACKORDER_ALLOCATION__POLICY": "random"})
     assert done.returncode == 2
     assert "allocation.policy" in done.stdout
+
+
+def test_chat_answers_from_the_demo_store(tmp_path: Path) -> None:
+    assert run(["demo"], tmp_path).returncode == 0
+    env = {"BACKORDER_DATABASE_URL": "sqlite:///backorder-demo.db"}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BACKORDER_")} | env | {"COLUMNS": "160"}
+    done = subprocess.run([*BIN, "chat", "--as", "customer:C-CAL"], cwd=tmp_path, env=full_env, text=True,
+                          capture_output=True, input="where is order 1043?\nwhere is order 1041?\n", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Order 1043:" in done.stdout and "KTL-200" in done.stdout
+    assert "can't find order 1041" in done.stdout  # C-BEA's order
+    assert run(["chat", "--as", "nobody"], tmp_path, env).returncode == 2

@@ -1,0 +1,218 @@
+"""Chat: who is asking, what they mean, and the answer from the store, scoped to them.
+
+Every channel (POST /chat now; Slack, Teams, WhatsApp and SMS later) calls `reply()`. A customer
+only ever sees their own orders: an order that is not theirs gets the same answer as one that does
+not exist, so a guess reveals nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import Connection, select, update
+
+from intents import Asker, Catalog, Understanding, understand
+from intents.model import Named
+from prompts import render
+from services.context import Context
+from services.reads import get_order
+from services.subscriptions import subscribe_in
+from store import tables as t
+from store.db import unit_of_work
+
+WAITING = ("backordered", "partially_allocated")
+CATALOG_TTL_S = 30.0
+
+
+@dataclass(frozen=True)
+class ChatUser:
+    """How a front door names the asker: a known customer or staff member, or a phone/e-mail to look up."""
+
+    customer_id: str | None = None
+    staff_id: str | None = None
+    roles: frozenset[str] = frozenset()
+    phone: str | None = None
+    email: str | None = None
+
+
+@dataclass
+class Asking:
+    """The asker, resolved: a customer of ours, staff, or a stranger."""
+
+    kind: str  # customer | staff | stranger
+    customer_id: str | None = None
+    locale: str = "en"
+    roles: frozenset[str] = frozenset()
+
+
+@dataclass
+class ChatReply:
+    intent: str
+    entities: dict[str, Any]
+    reply: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+_catalogs: dict[str, tuple[float, Catalog]] = {}
+
+
+def catalog(conn: Connection, key: str) -> Catalog:
+    """Products, warehouses and suppliers to match names against; re-read at most every 30 s."""
+    cached = _catalogs.get(key)
+    if cached is not None and time.monotonic() - cached[0] < CATALOG_TTL_S:
+        return cached[1]
+    p, w, s = t.products, t.warehouses, t.suppliers
+    made = Catalog(
+        products=tuple(Named(r.sku, r.name) for r in conn.execute(select(p.c.sku, p.c.name).order_by(p.c.sku))),
+        warehouses=tuple(Named(r.warehouse_id, r.name) for r in conn.execute(select(w.c.warehouse_id, w.c.name))),
+        suppliers=tuple(Named(r.supplier_id, r.name) for r in conn.execute(select(s.c.supplier_id, s.c.name))),
+    )
+    _catalogs[key] = (time.monotonic(), made)
+    return made
+
+
+def identify(conn: Connection, user: ChatUser) -> Asking:
+    if user.staff_id is not None:
+        return Asking("staff", roles=user.roles)
+    c = t.customers
+    if user.customer_id is not None:
+        row = conn.execute(select(c.c.customer_id, c.c.locale).where(c.c.customer_id == user.customer_id)).first()
+        return Asking("customer", row.customer_id, row.locale or "en") if row else Asking("stranger")
+    wanted = _e164(user.phone) if user.phone else (user.email or "").strip().casefold()
+    if not wanted:
+        return Asking("stranger")
+    for row in conn.execute(select(c.c.customer_id, c.c.locale, c.c.contacts)):
+        contacts = row.contacts or {}
+        if wanted in (contacts.get("phone"), contacts.get("whatsapp"), (contacts.get("email") or "").casefold()):
+            return Asking("customer", row.customer_id, row.locale or "en")
+    return Asking("stranger")
+
+
+def _e164(raw: str) -> str | None:
+    try:
+        number = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def reply(ctx: Context, user: ChatUser, text: str) -> ChatReply:
+    """Understand `text` from `user` and answer it from the store, in one unit of work (an answer
+    may write: a subscription, an opt-out)."""
+    with unit_of_work(ctx.engine) as conn:
+        asking = identify(conn, user)
+        cat = catalog(conn, str(ctx.engine.url))
+        u = understand(text, cat, Asker("staff" if asking.kind == "staff" else "customer", ctx.today()))
+        if asking.kind == "stranger" and u.intent not in ("help", "greeting", "thanks", "unknown"):
+            return _answer(asking, u, "stranger", {})
+        handler = CUSTOMER_HANDLERS.get(u.intent) if asking.kind == "customer" else None
+        if handler is not None:
+            return handler(conn, ctx, asking, u)
+        if asking.kind == "staff" and u.intent not in SIMPLE:
+            return _answer(asking, u, "team_pending", {}, intent=u.intent)
+        return _answer(asking, u, u.intent if u.intent in SIMPLE else "unknown", {})
+
+
+SIMPLE = ("help", "greeting", "thanks", "unknown")
+
+
+def _answer(asking: Asking, u: Understanding, template: str, facts: dict[str, Any], **extra: Any) -> ChatReply:
+    text = render(f"chat/{_locale(asking.locale)}/{template}.txt.j2", facts=facts, entities=u.entities,
+                  ambiguous=u.ambiguous, **extra)
+    return ChatReply(u.intent, u.entities, text, facts)
+
+
+def _locale(locale: str) -> str:
+    return "es" if locale.lower().startswith("es") else "en"
+
+
+# -- customer answers ------------------------------------------------------------------------------
+def _open_orders(conn: Connection, customer_id: str) -> list[str]:
+    o, l = t.orders, t.order_lines
+    return list(conn.execute(
+        select(o.c.order_id).join(l, l.c.order_id == o.c.order_id)
+        .where(o.c.customer_id == customer_id, l.c.status.in_(("backordered", "partially_allocated", "allocated")))
+        .group_by(o.c.order_id).order_by(o.c.order_id)).scalars())
+
+
+def _their_order(conn: Connection, customer_id: str, order_id: str) -> dict[str, Any] | None:
+    order = get_order(conn, order_id)
+    if order is None or order["customer_id"] != customer_id:
+        return None  # the same answer for "not yours" as for "no such order"
+    names = dict(conn.execute(select(t.products.c.sku, t.products.c.name)
+                              .where(t.products.c.sku.in_({ln["sku"] for ln in order["lines"]}))).tuples().all())
+    for ln in order["lines"]:
+        ln["name"] = names.get(ln["sku"], ln["sku"])
+        ln["waiting"] = ln["qty"] - ln["qty_allocated"] if ln["status"] in WAITING else 0
+    return order
+
+
+def order_answer(conn: Connection, ctx: Context, asking: Asking, u: Understanding) -> ChatReply:
+    assert asking.customer_id is not None
+    order_id = u.entities.get("order_id")
+    if order_id is None:
+        open_ids = _open_orders(conn, asking.customer_id)
+        if len(open_ids) != 1:
+            return _answer(asking, u, "which_order", {"orders": open_ids})
+        order_id = open_ids[0]
+    order = _their_order(conn, asking.customer_id, str(order_id))
+    if order is None:
+        return _answer(asking, u, "no_such_order", {"order_id": order_id})
+    lines = order["lines"]
+    if u.intent == "item_status" and "sku" in u.entities:
+        lines = [ln for ln in lines if ln["sku"] == u.entities["sku"]] or lines
+    return _answer(asking, u, "order", {"order": order, "lines": lines, "intent": u.intent})
+
+
+def list_backorders(conn: Connection, ctx: Context, asking: Asking, u: Understanding) -> ChatReply:
+    l, o, p = t.order_lines, t.orders, t.products
+    rows = conn.execute(
+        select(l.c.order_id, l.c.sku, p.c.name, l.c.qty, l.c.qty_allocated, l.c.status, l.c.eta, l.c.eta_reason)
+        .join(o, o.c.order_id == l.c.order_id).join(p, p.c.sku == l.c.sku)
+        .where(o.c.customer_id == asking.customer_id, l.c.status.in_(WAITING))
+        .order_by(l.c.order_id, l.c.line_id)).all()
+    lines = [{"order_id": r.order_id, "sku": r.sku, "name": r.name, "waiting": r.qty - r.qty_allocated,
+              "status": r.status, "eta": r.eta.isoformat() if r.eta else None, "eta_reason": r.eta_reason}
+             for r in rows]
+    return _answer(asking, u, "backorders", {"lines": lines})
+
+
+def back_in_stock(conn: Connection, ctx: Context, asking: Asking, u: Understanding) -> ChatReply:
+    sku = u.entities.get("sku")
+    if sku is None:
+        return _answer(asking, u, "which_product", {"candidates": u.ambiguous.get("sku", [])})
+    assert asking.customer_id is not None
+    sub, _ = subscribe_in(conn, ctx, asking.customer_id, str(sku))
+    name = conn.execute(select(t.products.c.name).where(t.products.c.sku == sku)).scalar_one()
+    return _answer(asking, u, "subscribed", {"sku": sku, "name": name, "notified": sub["status"] == "notified"})
+
+
+def opt_out_or_in(conn: Connection, ctx: Context, asking: Asking, u: Understanding) -> ChatReply:
+    """STOP opts out of every message; START takes that back (channel opt-outs stay as they were)."""
+    c = t.customers
+    prefs = dict(conn.execute(select(c.c.preferences).where(c.c.customer_id == asking.customer_id)).scalar_one()
+                 or {})
+    opted = [x for x in prefs.get("opt_out", []) if x != "all"]
+    if u.intent == "opt_out":
+        opted.append("all")
+    if opted:
+        prefs["opt_out"] = opted
+    else:
+        prefs.pop("opt_out", None)
+    conn.execute(update(c).where(c.c.customer_id == asking.customer_id).values(preferences=prefs))
+    return _answer(asking, u, u.intent, {})
+
+
+CUSTOMER_HANDLERS: dict[str, Callable[[Connection, Context, Asking, Understanding], ChatReply]] = {
+    "order_status": order_answer,
+    "item_status": order_answer,
+    "eta": order_answer,
+    "list_backorders": list_backorders,
+    "subscribe_back_in_stock": back_in_stock,
+    "opt_out": opt_out_or_in,
+    "opt_in": opt_out_or_in,
+}
