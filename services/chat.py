@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, String, cast, func, select, update
 
 from intents import Asker, Catalog, Understanding, understand
 from intents.model import Named
@@ -85,7 +85,10 @@ def identify(conn: Connection, user: ChatUser) -> Asking:
     wanted = _e164(user.phone) if user.phone else (user.email or "").strip().casefold()
     if not wanted:
         return Asking("stranger")
-    for row in conn.execute(select(c.c.customer_id, c.c.locale, c.c.contacts)):
+    # The JSON text must contain the address: the database narrows the rows, Python checks the field.
+    candidates = select(c.c.customer_id, c.c.locale, c.c.contacts).where(
+        func.lower(cast(c.c.contacts, String)).contains(wanted.lstrip("+"), autoescape=True))
+    for row in conn.execute(candidates):
         contacts = row.contacts or {}
         if wanted in (contacts.get("phone"), contacts.get("whatsapp"), (contacts.get("email") or "").casefold()):
             return Asking("customer", row.customer_id, row.locale or "en")
