@@ -1,6 +1,6 @@
 """Every notice kind renders on every channel and locale, and says what a customer needs to know."""
 
-# ruff: noqa: RUF001  (notices count items with the multiplication sign, U+00D7)
+
 
 from __future__ import annotations
 
