@@ -18,6 +18,7 @@ from sqlalchemy import Connection, String, cast, func, select, update
 from intents import Asker, Catalog, Understanding, understand
 from intents.model import Named
 from prompts import render
+from services.chat_staff import STAFF_HANDLERS
 from services.context import Context
 from services.reads import get_order
 from services.subscriptions import subscribe_in
@@ -45,6 +46,7 @@ class Asking:
 
     kind: str  # customer | staff | stranger
     customer_id: str | None = None
+    staff_id: str | None = None
     locale: str = "en"
     roles: frozenset[str] = frozenset()
 
@@ -77,11 +79,13 @@ def catalog(conn: Connection, key: str) -> Catalog:
 
 def identify(conn: Connection, user: ChatUser) -> Asking:
     if user.staff_id is not None:
-        return Asking("staff", roles=user.roles)
+        return Asking("staff", staff_id=user.staff_id, roles=user.roles)
     c = t.customers
     if user.customer_id is not None:
         row = conn.execute(select(c.c.customer_id, c.c.locale).where(c.c.customer_id == user.customer_id)).first()
-        return Asking("customer", row.customer_id, row.locale or "en") if row else Asking("stranger")
+        if row is None:
+            return Asking("stranger")
+        return Asking("customer", customer_id=row.customer_id, locale=row.locale or "en")
     wanted = _e164(user.phone) if user.phone else (user.email or "").strip().casefold()
     if not wanted:
         return Asking("stranger")
@@ -91,7 +95,7 @@ def identify(conn: Connection, user: ChatUser) -> Asking:
     for row in conn.execute(candidates):
         contacts = row.contacts or {}
         if wanted in (contacts.get("phone"), contacts.get("whatsapp"), (contacts.get("email") or "").casefold()):
-            return Asking("customer", row.customer_id, row.locale or "en")
+            return Asking("customer", customer_id=row.customer_id, locale=row.locale or "en")
     return Asking("stranger")
 
 
@@ -115,8 +119,10 @@ def reply(ctx: Context, user: ChatUser, text: str) -> ChatReply:
         handler = CUSTOMER_HANDLERS.get(u.intent) if asking.kind == "customer" else None
         if handler is not None:
             return handler(conn, ctx, asking, u)
-        if asking.kind == "staff" and u.intent not in SIMPLE:
-            return _answer(asking, u, "team_pending", {}, intent=u.intent)
+        staff_handler = STAFF_HANDLERS.get(u.intent) if asking.kind == "staff" else None
+        if staff_handler is not None:
+            template, facts = staff_handler(conn, ctx, asking.roles, asking.staff_id or "staff", u)
+            return _answer(asking, u, template, facts)
         return _answer(asking, u, u.intent if u.intent in SIMPLE else "unknown", {})
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from bot.api import create_app
 from services.context import Context
@@ -18,9 +18,9 @@ def ev(event_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
             "data": data}
 
 
-def order(order_id: str, customer: str, sku: str, qty: int) -> dict[str, Any]:
-    return ev(f"o{order_id}", "order.placed", {"order_id": order_id, "customer_id": customer,
-                                               "lines": [{"line_id": "1", "sku": sku, "qty": qty}]})
+def order(order_id: str, customer: str, sku: str, qty: int, price: float = 10.0) -> dict[str, Any]:
+    return ev(f"o{order_id}", "order.placed", {"order_id": order_id, "customer_id": customer, "lines": [
+        {"line_id": "1", "sku": sku, "qty": qty, "unit_price": price}]})
 
 
 @pytest.fixture
@@ -110,3 +110,51 @@ def test_bad_requests_name_the_field(client: TestClient) -> None:
     r = client.post("/chat", json={"user": {}, "text": "hi"})
     assert r.status_code == 422 and "customer_id" in r.text
     assert client.post("/chat", json={"user": {"customer_id": "C1"}, "text": ""}).status_code == 422
+
+
+def staff(client: TestClient, text: str, role: str = "ops") -> dict[str, Any]:
+    return ask(client, text, staff_id="U42", role=role)
+
+
+def test_team_backorders_and_who_waits_in_allocation_order(client: TestClient) -> None:
+    client.post("/events", json=[order("1090", "C2", "KTL-200", 1)])
+    got = staff(client, "what's waiting on SKU KTL-200?")
+    assert got["intent"] == "backorders_query" and got["reply"].startswith("2 line(s) waiting · sku KTL-200: 3 unit(s)")
+    waiting = staff(client, "who's waiting on the blue kettle")["reply"]
+    assert waiting.index("1. order 1042 (C1") < waiting.index("2. order 1090 (C2")
+
+
+def test_team_revenue_stock_and_tasks(client: TestClient, ctx: Context) -> None:
+    revenue = staff(client, "revenue at risk this week")["reply"]
+    assert revenue.startswith("50.00 of revenue is waiting on 2 backordered line(s)")  # 2 x 10 + 3 x 10
+    assert "Most at stake: GRN-12 30.00, KTL-200 20.00" in revenue
+    stock = staff(client, "how many toasters do we have?")["reply"]
+    assert stock.startswith("Four-slice toaster (TST-4): 1 on hand, 1 allocated, 0 free")
+    with ctx.engine.begin() as conn:
+        task_id = conn.execute(insert(t.tasks).values(kind="inventory_check", sku="KTL-200", title="Count kettles",
+                                                      detail={}, status="open", created_at=ctx.now())
+                               .returning(t.tasks.c.id)).scalar_one()
+    assert f"#{task_id} Count kettles" in staff(client, "open tasks")["reply"]
+    assert staff(client, f"mark task {task_id} done")["reply"] == f"Task #{task_id} (Count kettles) is done."
+    assert staff(client, "open tasks")["reply"] == "No open tasks."
+    with ctx.engine.connect() as conn:
+        actor = conn.execute(select(t.audit_log.c.actor).where(t.audit_log.c.entity == "task")).scalar_one()
+    assert actor == "chat:U42"
+
+
+def test_allocation_from_chat_needs_the_role_and_is_audited(client: TestClient, ctx: Context) -> None:
+    with ctx.engine.begin() as conn:  # stock that arrived without an event: nobody allocated it yet
+        conn.execute(insert(t.stock).values(sku="GRN-12", warehouse_id="LDS", on_hand=5, allocated=0))
+    refused = staff(client, "allocate GRN-12 now", role="customer_service")
+    assert refused["reply"] == "Only admin or ops may run allocation."
+    done = staff(client, "allocate GRN-12 now", role="ops")
+    assert done["reply"] == "Allocation run for GRN-12: 3 unit(s) to 1 line(s)."
+    with ctx.engine.connect() as conn:
+        actors = list(conn.execute(select(t.audit_log.c.actor).where(t.audit_log.c.entity_id == "2001/1",
+                                                                      t.audit_log.c.action == "allocated")).scalars())
+    assert actors == ["chat:U42"]
+
+
+def test_customers_cannot_use_team_intents(client: TestClient) -> None:
+    got = ask(client, "allocate GRN-12 now")
+    assert got["intent"] != "run_allocation" and "Allocation run" not in got["reply"]

@@ -1,0 +1,121 @@
+"""Team answers in chat: backorders, who waits on a SKU (in allocation order), revenue at risk,
+stock and inbound POs, tasks, and the actions staff may take (allocate a SKU, close a task)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from allocation.ordering import sort_key_for
+from intents import Understanding
+from services import reads
+from services.allocating import run_pass
+from services.context import Context
+from store import allocation_io as io
+from store import tables as t
+
+WAITING = ("backordered", "partially_allocated")
+ACTING_ROLES = frozenset({"ops", "admin"})
+AGING = ((0, 2, "0-2"), (3, 7, "3-7"), (8, 14, "8-14"), (15, 30, "15-30"), (31, 10**6, "30+"))
+SHOW = 10
+
+Answer = tuple[str, dict[str, Any]]  # template name, facts
+
+
+def backorders(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding) -> Answer:
+    e = u.entities
+    f = reads.BackorderFilter(sku=e.get("sku"), warehouse_id=e.get("warehouse_id"),
+                              supplier_id=e.get("supplier_id"), limit=10_000)
+    rows = reads.list_backorders(conn, f, ctx.today())
+    return "staff_backorders", {"filters": {k: e[k] for k in ("sku", "warehouse_id", "supplier_id") if k in e},
+                                "count": len(rows), "units": sum(r["qty_waiting"] for r in rows),
+                                "value": round(sum(r["value"] for r in rows), 2), "lines": rows[:SHOW]}
+
+
+def waiting_on_sku(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding) -> Answer:
+    sku = u.entities.get("sku")
+    if sku is None:
+        return "staff_which_sku", {"candidates": u.ambiguous.get("sku", [])}
+    loaded = io.load_open(conn, [str(sku)])
+    waiting = [ln for ln in loaded.lines if ln.waiting > 0]
+    waiting.sort(key=sort_key_for(waiting, ctx.settings.allocation_policy(loaded.regions)))
+    customers = dict(conn.execute(select(t.orders.c.order_id, t.orders.c.customer_id).where(
+        t.orders.c.order_id.in_({ln.order_id for ln in waiting}))).tuples().all())
+    return "staff_waiting", {"sku": sku, "count": len(waiting), "lines": [
+        {"order_id": ln.order_id, "customer_id": customers.get(ln.order_id), "waiting": ln.waiting, "tier": ln.tier,
+         "rush": ln.rush, "eta": ln.eta.isoformat() if ln.eta else None} for ln in waiting[:SHOW]]}
+
+
+def revenue_at_risk(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str,
+                    u: Understanding) -> Answer:
+    e = u.entities
+    rows = reads.list_backorders(conn, reads.BackorderFilter(sku=e.get("sku"), warehouse_id=e.get("warehouse_id"),
+                                                             supplier_id=e.get("supplier_id"), limit=1_000_000),
+                                 ctx.today())
+    buckets = [{"days": name, "lines": 0, "value": 0.0} for _, _, name in AGING]
+    by_sku: dict[str, float] = {}
+    for r in rows:
+        for i, (low, high, _) in enumerate(AGING):
+            if low <= r["age_days"] <= high:
+                buckets[i]["lines"] += 1
+                buckets[i]["value"] = round(buckets[i]["value"] + r["value"], 2)
+        by_sku[r["sku"]] = by_sku.get(r["sku"], 0.0) + r["value"]
+    top = sorted(by_sku.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    return "staff_revenue", {"value": round(sum(r["value"] for r in rows), 2), "lines": len(rows),
+                             "buckets": buckets, "top": [{"sku": s, "value": round(v, 2)} for s, v in top]}
+
+
+def sku_stock(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding) -> Answer:
+    sku = u.entities.get("sku")
+    if sku is None:
+        return "staff_which_sku", {"candidates": u.ambiguous.get("sku", [])}
+    return "staff_stock", {"sku": reads.get_sku(conn, str(sku))}
+
+
+def open_tasks(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding) -> Answer:
+    tasks = reads.list_tasks(conn, "open")
+    if "sku" in u.entities:
+        tasks = [tk for tk in tasks if tk["sku"] == u.entities["sku"]]
+    return "staff_tasks", {"count": len(tasks), "tasks": tasks[:SHOW]}
+
+
+def run_allocation(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str,
+                   u: Understanding) -> Answer:
+    if not roles & ACTING_ROLES:
+        return "staff_forbidden", {"action": "run allocation", "needs": sorted(ACTING_ROLES)}
+    sku = u.entities.get("sku")
+    if sku is None:
+        return "staff_which_sku", {"candidates": u.ambiguous.get("sku", [])}
+    cause = f"chat:{staff_id}:allocate:{sku}:{ctx.now().isoformat()}"
+    events = run_pass(conn, ctx, [str(sku)], cause, actor=f"chat:{staff_id}")
+    allocated = sum(int(ev.data.get("allocated_now", 0)) for ev in events
+                    if ev.type in ("line_allocated", "line_partially_allocated"))
+    lines = len({ev.data["line_id"] for ev in events if ev.type in ("line_allocated", "line_partially_allocated")})
+    return "staff_allocated", {"sku": sku, "units": allocated, "lines": lines}
+
+
+def complete_task(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding) -> Answer:
+    task_id = u.entities.get("task_id")
+    tk = t.tasks
+    done = conn.execute(update(tk).where(tk.c.id == task_id, tk.c.status == "open")
+                        .values(status="done", closed_at=ctx.now()).returning(tk.c.title)).first()
+    if done is None:
+        return "staff_no_task", {"task_id": task_id}
+    io.write_audit(conn, [{"entity": "task", "entity_id": str(task_id), "action": "done",
+                           "before": {"status": "open"}, "after": {"status": "done"}}],
+                   f"chat:{staff_id}", "closed in chat", ctx.now())
+    return "staff_task_done", {"task_id": task_id, "title": done.title}
+
+
+STAFF_HANDLERS: dict[str, Callable[[Connection, Context, frozenset[str], str, Understanding], Answer]] = {
+    "backorders_query": backorders,
+    "waiting_on_sku": waiting_on_sku,
+    "revenue_at_risk": revenue_at_risk,
+    "sku_stock": sku_stock,
+    "open_tasks": open_tasks,
+    "run_allocation": run_allocation,
+    "complete_task": complete_task,
+}
+
