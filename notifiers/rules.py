@@ -13,10 +13,11 @@ from typing import Any
 
 CUSTOMER_KINDS = ("backorder_created", "eta_changed", "allocated", "shipped", "delay_overdue",
                   "backorder_cancelled", "back_in_stock")
-INTERNAL_KINDS = ("high_value_backorder", "procurement_task", "inventory_task", "ops_digest")
+INTERNAL_KINDS = ("high_value_backorder", "procurement_task", "inventory_task", "handoff_task", "ops_digest")
 DEFAULT_ROLES = {"high_value_backorder": ("warehouse_manager",), "procurement_task": ("team",),
-                 "inventory_task": ("team",), "ops_digest": ("team",)}
-TASK_KINDS = {"procurement_review": "procurement_task", "inventory_check": "inventory_task"}
+                 "inventory_task": ("team",), "handoff_task": ("team",), "ops_digest": ("team",)}
+TASK_KINDS = {"procurement_review": "procurement_task", "inventory_check": "inventory_task",
+              "handoff": "handoff_task"}
 WAITING = ("backordered", "partially_allocated")
 # A pending notice of this kind is stale once none of its lines is in one of these states.
 STILL_APPLIES = {"backorder_created": WAITING, "eta_changed": WAITING, "delay_overdue": WAITING,

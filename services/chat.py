@@ -15,13 +15,14 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import Connection, String, cast, func, select, update
 
-from intents import Asker, Catalog, Understanding, understand
+from intents import Asker, Catalog, Understanding, preferences, understand
 from intents.model import Named
 from prompts import render
 from services.chat_staff import STAFF_HANDLERS
 from services.context import Context
 from services.reads import get_order
 from services.subscriptions import subscribe_in
+from services.tasks import open_task
 from store import tables as t
 from store.db import unit_of_work
 
@@ -118,7 +119,7 @@ def reply(ctx: Context, user: ChatUser, text: str) -> ChatReply:
             return _answer(asking, u, "stranger", {})
         handler = CUSTOMER_HANDLERS.get(u.intent) if asking.kind == "customer" else None
         if handler is not None:
-            return handler(conn, ctx, asking, u)
+            return handler(conn, ctx, asking, u, text)
         staff_handler = STAFF_HANDLERS.get(u.intent) if asking.kind == "staff" else None
         if staff_handler is not None:
             template, facts = staff_handler(conn, ctx, asking.roles, asking.staff_id or "staff", u)
@@ -160,7 +161,7 @@ def _their_order(conn: Connection, customer_id: str, order_id: str) -> dict[str,
     return order
 
 
-def order_answer(conn: Connection, ctx: Context, asking: Asking, u: Understanding) -> ChatReply:
+def order_answer(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
     assert asking.customer_id is not None
     order_id = u.entities.get("order_id")
     if order_id is None:
@@ -177,7 +178,7 @@ def order_answer(conn: Connection, ctx: Context, asking: Asking, u: Understandin
     return _answer(asking, u, "order", {"order": order, "lines": lines, "intent": u.intent})
 
 
-def list_backorders(conn: Connection, ctx: Context, asking: Asking, u: Understanding) -> ChatReply:
+def list_backorders(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
     l, o, p = t.order_lines, t.orders, t.products
     rows = conn.execute(
         select(l.c.order_id, l.c.sku, p.c.name, l.c.qty, l.c.qty_allocated, l.c.status, l.c.eta, l.c.eta_reason)
@@ -190,7 +191,7 @@ def list_backorders(conn: Connection, ctx: Context, asking: Asking, u: Understan
     return _answer(asking, u, "backorders", {"lines": lines})
 
 
-def back_in_stock(conn: Connection, ctx: Context, asking: Asking, u: Understanding) -> ChatReply:
+def back_in_stock(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
     sku = u.entities.get("sku")
     if sku is None:
         return _answer(asking, u, "which_product", {"candidates": u.ambiguous.get("sku", [])})
@@ -200,7 +201,7 @@ def back_in_stock(conn: Connection, ctx: Context, asking: Asking, u: Understandi
     return _answer(asking, u, "subscribed", {"sku": sku, "name": name, "notified": sub["status"] == "notified"})
 
 
-def opt_out_or_in(conn: Connection, ctx: Context, asking: Asking, u: Understanding) -> ChatReply:
+def opt_out_or_in(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
     """STOP opts out of every message; START takes that back (channel opt-outs stay as they were)."""
     c = t.customers
     prefs = dict(conn.execute(select(c.c.preferences).where(c.c.customer_id == asking.customer_id)).scalar_one()
@@ -216,7 +217,39 @@ def opt_out_or_in(conn: Connection, ctx: Context, asking: Asking, u: Understandi
     return _answer(asking, u, u.intent, {})
 
 
-CUSTOMER_HANDLERS: dict[str, Callable[[Connection, Context, Asking, Understanding], ChatReply]] = {
+def set_preferences(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
+    """Apply what the message asks (channel first, language, digest or instant, quiet hours)."""
+    wanted = preferences.change(text, u.entities)
+    if not wanted:
+        return _answer(asking, u, "which_preference", {})
+    c = t.customers
+    row = conn.execute(select(c.c.preferences, c.c.locale).where(c.c.customer_id == asking.customer_id)).one()
+    prefs = dict(row.preferences or {})
+    values: dict[str, Any] = {}
+    if "channel" in wanted:
+        chosen = prefs.get("channels") or [ctx.settings.notify.default_channel]
+        prefs["channels"] = [wanted["channel"], *[ch for ch in chosen if ch != wanted["channel"]]]
+        prefs["opt_out"] = [ch for ch in prefs.get("opt_out", []) if ch != wanted["channel"]] or None
+    for key in ("delivery", "quiet_hours"):
+        if key in wanted:
+            prefs[key] = wanted[key]
+    if "locale" in wanted:
+        values["locale"] = wanted["locale"]
+        asking.locale = wanted["locale"]  # answer in the language just chosen
+    values["preferences"] = {k: v for k, v in prefs.items() if v not in (None, [])}
+    conn.execute(update(c).where(c.c.customer_id == asking.customer_id).values(**values))
+    return _answer(asking, u, "preferences_set", {"changed": wanted})
+
+
+def handoff(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
+    """Open a hand-off task; the team hears of it through the notification rules (handoff_task)."""
+    task_id = open_task(conn, ctx, "handoff", sku=None, title=f"Customer {asking.customer_id} asks for a person",
+                        detail={"customer_id": asking.customer_id, "message": text[:500]},
+                        cause=f"chat:{asking.customer_id}:{ctx.now().isoformat()}")
+    return _answer(asking, u, "handoff", {"task_id": task_id})
+
+
+CUSTOMER_HANDLERS: dict[str, Callable[[Connection, Context, Asking, Understanding, str], ChatReply]] = {
     "order_status": order_answer,
     "item_status": order_answer,
     "eta": order_answer,
@@ -224,4 +257,6 @@ CUSTOMER_HANDLERS: dict[str, Callable[[Connection, Context, Asking, Understandin
     "subscribe_back_in_stock": back_in_stock,
     "opt_out": opt_out_or_in,
     "opt_in": opt_out_or_in,
+    "set_preferences": set_preferences,
+    "handoff": handoff,
 }

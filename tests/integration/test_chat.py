@@ -158,3 +158,28 @@ def test_allocation_from_chat_needs_the_role_and_is_audited(client: TestClient, 
 def test_customers_cannot_use_team_intents(client: TestClient) -> None:
     got = ask(client, "allocate GRN-12 now")
     assert got["intent"] != "run_allocation" and "Allocation run" not in got["reply"]
+
+
+def test_preferences_change_by_chat(client: TestClient, ctx: Context) -> None:
+    def customer() -> Any:
+        with ctx.engine.connect() as conn:
+            return conn.execute(select(t.customers.c.preferences, t.customers.c.locale)
+                                .where(t.customers.c.customer_id == "C1")).one()
+
+    assert ask(client, "send me texts instead")["reply"] == "Done: we'll use sms first."
+    assert customer().preferences["channels"] == ["sms", "console"]
+    assert ask(client, "don't message me after 9pm")["reply"] == "Done: no messages between 21:00 and 08:00."
+    assert customer().preferences["quiet_hours"] == {"start": "21:00", "end": "08:00"}
+    got = ask(client, "reply in Spanish please")
+    assert got["reply"] == "Hecho: mensajes en español." and customer().locale == "es"
+
+
+def test_asking_for_a_person_opens_a_task_the_team_hears_about(client: TestClient, ctx: Context) -> None:
+    got = ask(client, "I want to talk to a real person 😡")
+    assert got["intent"] == "handoff" and "request #" in got["reply"]
+    with ctx.engine.connect() as conn:
+        task = conn.execute(select(t.tasks.c.kind, t.tasks.c.detail)).one()
+        notices = conn.execute(select(t.outbox.c.kind, t.outbox.c.role).where(t.outbox.c.kind == "handoff_task")
+                               ).all()
+    assert task.kind == "handoff" and "real person" in task.detail["message"]
+    assert [tuple(n) for n in notices] == [("handoff_task", "team")]

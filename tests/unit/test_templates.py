@@ -120,7 +120,7 @@ def facts(kind: str, items: list[dict[str, Any]], locale: str = "en",
         return {"customer": cust, "product": PRODUCT}
     if kind == "high_value_backorder":
         return {**base, "value": 4250.5, "threshold": 1000.0}
-    if kind in ("procurement_task", "inventory_task"):
+    if kind in ("procurement_task", "inventory_task", "handoff_task"):
         return {"task": TASK}
     if kind == "ops_digest":
         top = [{"sku": f"SKU-{n:03d}", "name": nm, "lines": 20 - n, "units": 90 - n, "value": 1234.5 * n}
