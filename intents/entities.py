@@ -11,7 +11,7 @@ from datetime import date
 from functools import cached_property
 from typing import Any
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from intents.model import Catalog, Named
 
@@ -77,22 +77,42 @@ class Matcher:
             found = self.sku_by_compact.get(compact(token))
             if found:
                 return [found], []
-        toks = [w for w in words(folded) if w not in STOP and len(w) >= 3]
-        scores: dict[str, float] = {}
-        for sku, name_words in self.product_words.items():
-            score = 0.0
-            for nw in name_words:
-                if any(_close(t, nw) for t in toks):
-                    score += self.word_weight[nw]
-            if score:
-                scores[sku] = score
-        if not scores:
+        matched: dict[str, set[str]] = {}  # sku -> the name words the message matched
+        for token in {w for w in words(folded) if w not in STOP and len(w) >= 3}:
+            for word in self._words_like(token):
+                for sku in self.vocabulary[word]:
+                    matched.setdefault(sku, set()).add(word)
+        if not matched:
             return [], []
+        scores = {sku: sum(self.word_weight[w] for w in ws) for sku, ws in matched.items()}
         best = max(scores.values())
         top = sorted(s for s, v in scores.items() if v == best)
         if len(top) == 1 and best >= 0.5:
             return top, []
-        return [], top
+        # Candidates only when the words say something (not one word shared by the whole catalog).
+        return [], top[:10] if best >= 0.25 else []
+
+    @cached_property
+    def vocabulary(self) -> dict[str, set[str]]:
+        """Name word -> the products whose names hold it: a message is matched word by word, not product by
+        product, so a catalog of thousands costs a few dictionary and rapidfuzz lookups."""
+        out: dict[str, set[str]] = {}
+        for sku, ws in self.product_words.items():
+            for w in ws:
+                out.setdefault(w, set()).add(sku)
+        return out
+
+    @cached_property
+    def _fuzzy_vocabulary(self) -> list[str]:
+        return sorted(w for w in self.vocabulary if len(w) >= 4)
+
+    def _words_like(self, token: str) -> set[str]:
+        found = {w for w in (token, token[:-1] if token.endswith("s") else None, token + "s")
+                 if w is not None and w in self.vocabulary}
+        if not found:
+            found = {w for w, _, _ in process.extract(token, self._fuzzy_vocabulary, scorer=fuzz.ratio,
+                                                      score_cutoff=80, limit=5)}
+        return found
 
     def named(self, folded: str, items: tuple[Named, ...]) -> str | None:
         toks = words(folded)
@@ -105,16 +125,6 @@ class Matcher:
                                   for t in toks):
                 return item.id
         return None
-
-
-def _close(token: str, word: str) -> bool:
-    if token == word:
-        return True
-    if len(word) < 4 or len(token) < 3:
-        return False
-    if (token.endswith("s") and token[:-1] == word) or (word.endswith("s") and word[:-1] == token):
-        return True
-    return fuzz.ratio(token, word) >= 80
 
 
 ORDER_SO = re.compile(r"\bso[\s-]?(\d{4})[\s-]?(\d{3,6})\b")

@@ -37,3 +37,10 @@ def test_misspelled_names_and_formats() -> None:
 def test_nothing_fits_is_unknown_with_no_confidence() -> None:
     u = understand("what's the weather like", CATALOG, CUSTOMER)
     assert (u.intent, u.confidence) == ("unknown", 0.0)
+
+
+def test_names_are_found_in_a_large_catalog() -> None:
+    big = Catalog(products=(*CATALOG.products, *(Named(f"SKU-{i:05d}", f"Product {i} widget") for i in range(5000))))
+    u = understand("is the blue ketle back?", big, CUSTOMER)
+    assert u.entities == {"sku": "KTL-200"}
+    assert understand("where is my order 1042", big, CUSTOMER).ambiguous == {}
