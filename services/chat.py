@@ -7,6 +7,7 @@ not exist, so a guess reveals nothing.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ import phonenumbers
 from sqlalchemy import Connection, String, cast, func, select, update
 
 from intents import Asker, Catalog, Understanding, preferences, understand
+from intents.entities import fold
 from intents.model import Named
 from prompts import render
+from services import conversations
 from services.chat_staff import STAFF_HANDLERS
 from services.context import Context
 from services.reads import get_order
@@ -58,14 +61,12 @@ class ChatReply:
     entities: dict[str, Any]
     reply: str
     data: dict[str, Any] = field(default_factory=dict)
+    template: str = ""
 
 
-_catalogs: dict[str, tuple[float, Catalog]] = {}
-
-
-def catalog(conn: Connection, key: str) -> Catalog:
+def catalog(conn: Connection, cache: dict[str, Any]) -> Catalog:
     """Products, warehouses and suppliers to match names against; re-read at most every 30 s."""
-    cached = _catalogs.get(key)
+    cached = cache.get("chat.catalog")
     if cached is not None and time.monotonic() - cached[0] < CATALOG_TTL_S:
         return cached[1]
     p, w, s = t.products, t.warehouses, t.suppliers
@@ -74,7 +75,7 @@ def catalog(conn: Connection, key: str) -> Catalog:
         warehouses=tuple(Named(r.warehouse_id, r.name) for r in conn.execute(select(w.c.warehouse_id, w.c.name))),
         suppliers=tuple(Named(r.supplier_id, r.name) for r in conn.execute(select(s.c.supplier_id, s.c.name))),
     )
-    _catalogs[key] = (time.monotonic(), made)
+    cache["chat.catalog"] = (time.monotonic(), made)
     return made
 
 
@@ -113,18 +114,57 @@ def reply(ctx: Context, user: ChatUser, text: str) -> ChatReply:
     may write: a subscription, an opt-out)."""
     with unit_of_work(ctx.engine) as conn:
         asking = identify(conn, user)
-        cat = catalog(conn, str(ctx.engine.url))
+        cat = catalog(conn, ctx.cache)
         u = understand(text, cat, Asker("staff" if asking.kind == "staff" else "customer", ctx.today()))
         if asking.kind == "stranger" and u.intent not in ("help", "greeting", "thanks", "unknown"):
             return _answer(asking, u, "stranger", {})
-        handler = CUSTOMER_HANDLERS.get(u.intent) if asking.kind == "customer" else None
-        if handler is not None:
-            return handler(conn, ctx, asking, u, text)
-        staff_handler = STAFF_HANDLERS.get(u.intent) if asking.kind == "staff" else None
-        if staff_handler is not None:
-            template, facts = staff_handler(conn, ctx, asking.roles, asking.staff_id or "staff", u)
-            return _answer(asking, u, template, facts)
-        return _answer(asking, u, u.intent if u.intent in SIMPLE else "unknown", {})
+        if asking.kind == "stranger":  # nothing to remember for someone we cannot tell apart
+            return _dispatch(conn, ctx, asking, u, text)
+        key = f"customer:{asking.customer_id}" if asking.kind == "customer" else f"staff:{asking.staff_id}"
+        u = follow_up(u, conversations.load(conn, key, ctx.now()), text)
+        answer = _dispatch(conn, ctx, asking, u, text)
+        conversations.save(conn, key, next_state(conn, asking, answer), ctx.now())
+        return answer
+
+
+def _dispatch(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
+    handler = CUSTOMER_HANDLERS.get(u.intent) if asking.kind == "customer" else None
+    if handler is not None:
+        return handler(conn, ctx, asking, u, text)
+    staff_handler = STAFF_HANDLERS.get(u.intent) if asking.kind == "staff" else None
+    if staff_handler is not None:
+        template, facts = staff_handler(conn, ctx, asking.roles, asking.staff_id or "staff", u)
+        return _answer(asking, u, template, facts)
+    return _answer(asking, u, u.intent if u.intent in SIMPLE else "unknown", {})
+
+
+OTHER_ONE = re.compile(r"\b(the other( one| order)?|other one|el otro|la otra|los otros|and the rest)\b")
+ASKED_FOR = {"which_order": "order_id", "which_product": "sku", "staff_which_sku": "sku"}
+
+
+def follow_up(u: Understanding, state: dict[str, Any], text: str) -> Understanding:
+    """Read this message in the light of the last turn: an answer to our question, or "the other one"."""
+    if not state:
+        return u
+    awaiting = state.get("awaiting")
+    weak = u.intent in ("unknown", "order_status", "greeting", "thanks") or u.confidence < 0.5
+    if awaiting and awaiting in u.entities and weak:
+        return Understanding(state["intent"], {**state.get("entities", {}), awaiting: u.entities[awaiting]}, 1.0)
+    if OTHER_ONE.search(fold(text)) and state.get("order_id"):
+        others = [o for o in state.get("orders", []) if o != state["order_id"]]
+        if len(others) == 1:
+            return Understanding(state.get("intent", "order_status"), {"order_id": others[0]}, 1.0)
+    return u
+
+
+def next_state(conn: Connection, asking: Asking, answer: ChatReply) -> dict[str, Any]:
+    state: dict[str, Any] = {"intent": answer.intent, "entities": answer.entities}
+    if answer.template in ASKED_FOR:
+        state["awaiting"] = ASKED_FOR[answer.template]
+    if answer.template == "order" and asking.customer_id is not None:
+        state["order_id"] = answer.data["order"]["order_id"]
+        state["orders"] = _open_orders(conn, asking.customer_id)
+    return state
 
 
 SIMPLE = ("help", "greeting", "thanks", "unknown")
@@ -133,7 +173,7 @@ SIMPLE = ("help", "greeting", "thanks", "unknown")
 def _answer(asking: Asking, u: Understanding, template: str, facts: dict[str, Any], **extra: Any) -> ChatReply:
     text = render(f"chat/{_locale(asking.locale)}/{template}.txt.j2", facts=facts, entities=u.entities,
                   ambiguous=u.ambiguous, **extra)
-    return ChatReply(u.intent, u.entities, text, facts)
+    return ChatReply(u.intent, u.entities, text, facts, template)
 
 
 def _locale(locale: str) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -22,6 +23,8 @@ class Context:
     engine: Engine
     settings: Settings
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Read-mostly data a process may keep for a short while (the chat catalog), per context.
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:

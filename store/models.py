@@ -371,3 +371,12 @@ class RateSlot(Base):
     __tablename__ = "rate_slots"
     key: Mapped[str] = mapped_column(String(600), primary_key=True)
     next_free_at: Mapped[datetime] = mapped_column(TZDateTime)
+
+
+class Conversation(Base):
+    """Chat state per asker (channel and user), so a follow-up can lean on the last turn; it expires."""
+
+    __tablename__ = "conversations"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime)

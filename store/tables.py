@@ -23,3 +23,4 @@ domain_events = m.DomainEventRow.__table__
 outbox = m.OutboxMessage.__table__
 subscriptions = m.Subscription.__table__
 rate_slots = m.RateSlot.__table__
+conversations = m.Conversation.__table__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -183,3 +184,19 @@ def test_asking_for_a_person_opens_a_task_the_team_hears_about(client: TestClien
                                ).all()
     assert task.kind == "handoff" and "real person" in task.detail["message"]
     assert [tuple(n) for n in notices] == [("handoff_task", "team")]
+
+
+def test_follow_ups_use_the_last_turn(client: TestClient, ctx: Context) -> None:
+    assert ask(client, "where is my order?")["reply"] == "You have 2 open orders: 1042, 1057. Which one?"
+    answer = ask(client, "1057")
+    assert answer["intent"] == "order_status" and answer["reply"].startswith("Order 1057:")
+    other = ask(client, "and the other one?")
+    assert other["reply"].startswith("Order 1042:") and "Blue kettle" in other["reply"]
+    ask(client, "where is my order?")
+    ctx.clock.now += timedelta(minutes=16)  # type: ignore[attr-defined]
+    assert ask(client, "and the other one?")["intent"] == "unknown"  # the question has expired
+
+
+def test_staff_answer_a_which_sku_question_with_a_bare_name(client: TestClient) -> None:
+    assert staff(client, "who is waiting?")["reply"] == "Which SKU do you mean?"
+    assert staff(client, "the blue kettle")["reply"].startswith("1 line(s) wait for KTL-200")
