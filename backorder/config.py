@@ -134,6 +134,22 @@ class NotifySettings(BaseModel):
         return v
 
 
+class LLMSettings(BaseModel):
+    base_url: str | None = Field(None, description="an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1")
+    model: str | None = Field(None, description="the model to ask; no LLM is used while unset")
+    api_key: SecretStr | None = Field(None, description="API key; OPENAI_API_KEY is used when unset")
+    timeout_seconds: float = Field(5.0, gt=0, description="per request; on a timeout the rules' answer stands")
+
+    def key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return os.environ.get("OPENAI_API_KEY")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.model and (self.base_url or self.key()))
+
+
 class StaffContact(BaseModel):
     channels: list[str] = Field(default_factory=lambda: ["console"], description="in order of preference")
     routing: str = Field("first", pattern="^(first|all)$")
@@ -175,6 +191,7 @@ class Settings(BaseSettings):
     email: EmailSettings = Field(default_factory=EmailSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     staff: StaffSettings = Field(default_factory=StaffSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -16,9 +16,9 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import Connection, String, cast, func, select, update
 
-from intents import Asker, Catalog, Understanding, preferences, understand
+from intents import Asker, Catalog, Understanding, llm, preferences, understand
 from intents.entities import fold
-from intents.model import Named
+from intents.model import UNKNOWN, Named
 from prompts import render
 from services import conversations
 from services.chat_staff import STAFF_HANDLERS
@@ -110,21 +110,28 @@ def _e164(raw: str) -> str | None:
 
 
 def reply(ctx: Context, user: ChatUser, text: str) -> ChatReply:
-    """Understand `text` from `user` and answer it from the store, in one unit of work (an answer
-    may write: a subscription, an opt-out)."""
-    with unit_of_work(ctx.engine) as conn:
+    """Understand `text` from `user` and answer it from the store.
+
+    Reads first (who is asking, the catalog, the last turn); then, only if the rules found nothing
+    and an LLM is configured, asks it, outside any transaction; then answers in one unit of work
+    (an answer may write: a subscription, an opt-out, the conversation state).
+    """
+    with ctx.engine.connect() as conn:
         asking = identify(conn, user)
         cat = catalog(conn, ctx.cache)
-        u = understand(text, cat, Asker("staff" if asking.kind == "staff" else "customer", ctx.today()))
-        if asking.kind == "stranger" and u.intent not in ("help", "greeting", "thanks", "unknown"):
-            return _answer(asking, u, "stranger", {})
-        if asking.kind == "stranger":  # nothing to remember for someone we cannot tell apart
-            return _dispatch(conn, ctx, asking, u, text)
         key = f"customer:{asking.customer_id}" if asking.kind == "customer" else f"staff:{asking.staff_id}"
-        u = follow_up(u, conversations.load(conn, key, ctx.now()), text)
+        state = conversations.load(conn, key, ctx.now()) if asking.kind != "stranger" else {}
+    audience = "staff" if asking.kind == "staff" else "customer"
+    u = follow_up(understand(text, cat, Asker(audience, ctx.today())), state, text)
+    if u.intent == UNKNOWN and ctx.settings.llm.enabled:
+        u = llm.ask(text, audience, cat, ctx.settings.llm, ctx.today()) or u
+    if asking.kind == "stranger" and u.intent not in SIMPLE:
+        return _answer(asking, u, "stranger", {})
+    with unit_of_work(ctx.engine) as conn:
         answer = _dispatch(conn, ctx, asking, u, text)
-        conversations.save(conn, key, next_state(conn, asking, answer), ctx.now())
-        return answer
+        if asking.kind != "stranger":  # nothing to remember for someone we cannot tell apart
+            conversations.save(conn, key, next_state(conn, asking, answer), ctx.now())
+    return answer
 
 
 def _dispatch(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
