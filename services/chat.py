@@ -126,12 +126,33 @@ def reply(ctx: Context, user: ChatUser, text: str) -> ChatReply:
     if u.intent == UNKNOWN and ctx.settings.llm.enabled:
         u = llm.ask(text, audience, cat, ctx.settings.llm, ctx.today()) or u
     if asking.kind == "stranger" and u.intent not in SIMPLE:
-        return _answer(asking, u, "stranger", {})
+        return _stranger(ctx, asking, u, text)
     with unit_of_work(ctx.engine) as conn:
         answer = _dispatch(conn, ctx, asking, u, text)
         if asking.kind != "stranger":  # nothing to remember for someone we cannot tell apart
             conversations.save(conn, key, next_state(conn, asking, answer), ctx.now())
     return answer
+
+
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+def _stranger(ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
+    """Someone we cannot place may see one order after proving it: its number and the e-mail on it."""
+    given = EMAIL.search(text)
+    order_id = u.entities.get("order_id")
+    if order_id is None or given is None or u.intent not in ("order_status", "item_status", "eta"):
+        return _answer(asking, u, "stranger", {})
+    with ctx.engine.connect() as conn:
+        o, c = t.orders, t.customers
+        owner = conn.execute(select(c.c.customer_id, c.c.contacts, c.c.locale)
+                             .join(o, o.c.customer_id == c.c.customer_id)
+                             .where(o.c.order_id == str(order_id))).first()
+        proven = owner is not None and (owner.contacts or {}).get("email", "").casefold() == given.group(0).casefold()
+        if not proven:  # the same answer whether the order or the address was wrong
+            return _answer(asking, u, "not_proven", {"order_id": order_id})
+        one_order = Asking("customer", customer_id=owner.customer_id, locale=owner.locale or "en")
+        return order_answer(conn, ctx, one_order, u, text)
 
 
 def _dispatch(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:

@@ -81,7 +81,7 @@ def test_a_customer_is_found_by_phone_and_a_stranger_sees_nothing(client: TestCl
     got = ask(client, "where is order 1042", phone="+44 7911 123456")
     assert "Blue kettle" in got["reply"]
     stranger = ask(client, "where is order 1042", phone="+44 7911 123999")
-    assert "Blue kettle" not in stranger["reply"] and "can't see an account" in stranger["reply"]
+    assert "Blue kettle" not in stranger["reply"] and "see an account" in stranger["reply"]
 
 
 def test_stop_and_start_change_the_preferences(client: TestClient, ctx: Context) -> None:
@@ -200,3 +200,15 @@ def test_follow_ups_use_the_last_turn(client: TestClient, ctx: Context) -> None:
 def test_staff_answer_a_which_sku_question_with_a_bare_name(client: TestClient) -> None:
     assert staff(client, "who is waiting?")["reply"] == "Which SKU do you mean?"
     assert staff(client, "the blue kettle")["reply"].startswith("1 line(s) wait for KTL-200")
+
+
+def test_an_unknown_sender_sees_one_order_after_proving_it(client: TestClient) -> None:
+    nobody = {"phone": "+44 7911 123999"}
+    assert "send its number together with the e-mail" in ask(client, "where is order 1042?", **nobody)["reply"]
+    wrong = ask(client, "order 1042 eve@example.com", **nobody)["reply"]
+    assert "do not go together" in wrong and "Blue kettle" not in wrong
+    other = ask(client, "order 2001 ada@example.com", **nobody)["reply"]  # C1's address, C2's order
+    assert "do not go together" in other and "grinder" not in other.lower()
+    right = ask(client, "where is order 1042? ADA@example.com", **nobody)["reply"]
+    assert right.startswith("Order 1042:") and "Blue kettle" in right
+    assert "send its number" in ask(client, "what am I waiting for?", **nobody)["reply"]  # nothing else opens
