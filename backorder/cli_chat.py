@@ -19,6 +19,8 @@ def _context():  # type: ignore[no-untyped-def]  # late import: the CLI module i
 
 def chat(
     as_: Annotated[str, typer.Option("--as", help="customer:ID or staff:ROLE")] = "staff:ops",
+    channel: Annotated[str, typer.Option(help="answer in this channel's style: web, sms, whatsapp, slack, teams")]
+    = "web",
 ) -> None:
     """A terminal chat on the same pipeline as every channel: type a question, get the answer (Ctrl-D ends)."""
     from services.chat import ChatUser
@@ -40,6 +42,6 @@ def chat(
         if not text:
             break
         if text.strip():
-            answer = chat_reply(ctx, user, text.strip())
+            answer = chat_reply(ctx, user, text.strip(), channel)
             console.print(answer.reply, highlight=False)
             console.print(f"[dim]({answer.intent} {answer.entities})[/dim]", highlight=False)

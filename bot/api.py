@@ -74,6 +74,8 @@ class ChatIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user: ChatUserIn
     text: str = Field(min_length=1, max_length=2000)
+    channel: Literal["web", "sms", "whatsapp", "slack", "teams", "email", "console"] = Field(
+        default="web", description="where the answer will be shown: it decides the answer's style")
 
 
 def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: bool = False) -> FastAPI:
@@ -257,7 +259,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         u = body.user
         who = ChatUser(customer_id=u.customer_id, staff_id=u.staff_id,
                        roles=frozenset([u.role]) if u.role else frozenset(), phone=u.phone, email=u.email)
-        answer = chat_reply(ctx, who, body.text)
+        answer = chat_reply(ctx, who, body.text, body.channel)
         if worker is not None:
             worker.kick()  # a subscription may have queued a message
         return {"intent": answer.intent, "entities": answer.entities, "reply": answer.reply}

@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -19,7 +20,8 @@ from sqlalchemy import Connection, String, cast, func, select, update
 from intents import Asker, Catalog, Understanding, llm, preferences, understand
 from intents.entities import fold
 from intents.model import UNKNOWN, Named
-from prompts import render
+from notifiers import sms
+from prompts import TEMPLATE_DIR, render
 from services import conversations
 from services.chat_staff import STAFF_HANDLERS
 from services.context import Context
@@ -49,6 +51,7 @@ class Asking:
     """The asker, resolved: a customer of ours, staff, or a stranger."""
 
     kind: str  # customer | staff | stranger
+    channel: str = "web"
     customer_id: str | None = None
     staff_id: str | None = None
     locale: str = "en"
@@ -109,7 +112,7 @@ def _e164(raw: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def reply(ctx: Context, user: ChatUser, text: str) -> ChatReply:
+def reply(ctx: Context, user: ChatUser, text: str, channel: str = "web") -> ChatReply:
     """Understand `text` from `user` and answer it from the store.
 
     Reads first (who is asking, the catalog, the last turn); then, only if the rules found nothing
@@ -118,6 +121,7 @@ def reply(ctx: Context, user: ChatUser, text: str) -> ChatReply:
     """
     with ctx.engine.connect() as conn:
         asking = identify(conn, user)
+        asking.channel = channel
         cat = catalog(conn, ctx.cache)
         key = f"customer:{asking.customer_id}" if asking.kind == "customer" else f"staff:{asking.staff_id}"
         state = conversations.load(conn, key, ctx.now()) if asking.kind != "stranger" else {}
@@ -151,7 +155,8 @@ def _stranger(ctx: Context, asking: Asking, u: Understanding, text: str) -> Chat
         proven = owner is not None and (owner.contacts or {}).get("email", "").casefold() == given.group(0).casefold()
         if not proven:  # the same answer whether the order or the address was wrong
             return _answer(asking, u, "not_proven", {"order_id": order_id})
-        one_order = Asking("customer", customer_id=owner.customer_id, locale=owner.locale or "en")
+        one_order = Asking("customer", channel=asking.channel, customer_id=owner.customer_id,
+                           locale=owner.locale or "en")
         return order_answer(conn, ctx, one_order, u, text)
 
 
@@ -161,7 +166,7 @@ def _dispatch(conn: Connection, ctx: Context, asking: Asking, u: Understanding, 
         return handler(conn, ctx, asking, u, text)
     staff_handler = STAFF_HANDLERS.get(u.intent) if asking.kind == "staff" else None
     if staff_handler is not None:
-        template, facts = staff_handler(conn, ctx, asking.roles, asking.staff_id or "staff", u)
+        template, facts = staff_handler(conn, ctx, asking.roles, asking.staff_id or "staff", u, text)
         return _answer(asking, u, template, facts)
     return _answer(asking, u, u.intent if u.intent in SIMPLE else "unknown", {})
 
@@ -198,10 +203,24 @@ def next_state(conn: Connection, asking: Asking, answer: ChatReply) -> dict[str,
 SIMPLE = ("help", "greeting", "thanks", "unknown")
 
 
+# How each channel shows an answer: plain text; Markdown where the chat app renders it (*bold*);
+# SMS plain text kept to two segments.
+STYLES = {"slack": "md", "teams": "md", "sms": "sms"}
+
+
 def _answer(asking: Asking, u: Understanding, template: str, facts: dict[str, Any], **extra: Any) -> ChatReply:
-    text = render(f"chat/{_locale(asking.locale)}/{template}.txt.j2", facts=facts, entities=u.entities,
-                  ambiguous=u.ambiguous, **extra)
+    style = STYLES.get(asking.channel, "txt")
+    base = f"chat/{_locale(asking.locale)}/{template}"
+    name = f"{base}.{style}.j2" if style != "txt" and _exists(f"{base}.{style}.j2") else f"{base}.txt.j2"
+    text = render(name, facts=facts, entities=u.entities, ambiguous=u.ambiguous, **extra)
+    if style == "sms":
+        text = sms.truncate(text if sms.segments(text) <= sms.SMS_MAX_SEGMENTS else sms.fold_to_gsm(text))
     return ChatReply(u.intent, u.entities, text, facts, template)
+
+
+@lru_cache(maxsize=512)
+def _exists(name: str) -> bool:
+    return (TEMPLATE_DIR / name).is_file()
 
 
 def _locale(locale: str) -> str:

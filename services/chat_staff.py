@@ -3,10 +3,11 @@ stock and inbound POs, tasks, and the actions staff may take (allocate a SKU, cl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from allocation.ordering import sort_key_for
 from intents import Understanding
@@ -24,17 +25,39 @@ SHOW = 10
 Answer = tuple[str, dict[str, Any]]  # template name, facts
 
 
-def backorders(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding) -> Answer:
-    e = u.entities
-    f = reads.BackorderFilter(sku=e.get("sku"), warehouse_id=e.get("warehouse_id"),
+CUSTOMER_NAMED = re.compile(r"\b(?:customer|cliente)\s+(.{1,60}?)\s*[?.!]*$", re.IGNORECASE)
+
+
+def _customer(conn: Connection, text: str) -> str | None:
+    """The customer a team question names ("... for customer Jane Smith" or "... customer C-ADA")."""
+    m = CUSTOMER_NAMED.search(text.strip())
+    if m is None:
+        return None
+    named = m.group(1).strip()
+    c = t.customers
+    found = conn.execute(select(c.c.customer_id).where(
+        (func.lower(c.c.customer_id) == named.lower()) | (func.lower(c.c.name) == named.lower()))
+        .order_by(c.c.customer_id).limit(2)).scalars().all()
+    return found[0] if len(found) == 1 else None
+
+
+def backorders(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
+               text: str) -> Answer:
+    e = dict(u.entities)
+    customer = _customer(conn, text)
+    if customer is not None:
+        e["customer_id"] = customer
+    f = reads.BackorderFilter(sku=e.get("sku"), warehouse_id=e.get("warehouse_id"), customer_id=e.get("customer_id"),
                               supplier_id=e.get("supplier_id"), limit=10_000)
     rows = reads.list_backorders(conn, f, ctx.today())
-    return "staff_backorders", {"filters": {k: e[k] for k in ("sku", "warehouse_id", "supplier_id") if k in e},
+    keys = ("sku", "warehouse_id", "supplier_id", "customer_id")
+    return "staff_backorders", {"filters": {k: e[k] for k in keys if k in e},
                                 "count": len(rows), "units": sum(r["qty_waiting"] for r in rows),
                                 "value": round(sum(r["value"] for r in rows), 2), "lines": rows[:SHOW]}
 
 
-def waiting_on_sku(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding) -> Answer:
+def waiting_on_sku(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
+                   text: str) -> Answer:
     sku = u.entities.get("sku")
     if sku is None:
         return "staff_which_sku", {"candidates": u.ambiguous.get("sku", [])}
@@ -48,8 +71,8 @@ def waiting_on_sku(conn: Connection, ctx: Context, roles: frozenset[str], staff_
          "rush": ln.rush, "eta": ln.eta.isoformat() if ln.eta else None} for ln in waiting[:SHOW]]}
 
 
-def revenue_at_risk(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str,
-                    u: Understanding) -> Answer:
+def revenue_at_risk(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
+                    text: str) -> Answer:
     e = u.entities
     rows = reads.list_backorders(conn, reads.BackorderFilter(sku=e.get("sku"), warehouse_id=e.get("warehouse_id"),
                                                              supplier_id=e.get("supplier_id"), limit=1_000_000),
@@ -67,22 +90,24 @@ def revenue_at_risk(conn: Connection, ctx: Context, roles: frozenset[str], staff
                              "buckets": buckets, "top": [{"sku": s, "value": round(v, 2)} for s, v in top]}
 
 
-def sku_stock(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding) -> Answer:
+def sku_stock(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
+              text: str) -> Answer:
     sku = u.entities.get("sku")
     if sku is None:
         return "staff_which_sku", {"candidates": u.ambiguous.get("sku", [])}
     return "staff_stock", {"sku": reads.get_sku(conn, str(sku))}
 
 
-def open_tasks(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding) -> Answer:
+def open_tasks(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
+               text: str) -> Answer:
     tasks = reads.list_tasks(conn, "open")
     if "sku" in u.entities:
         tasks = [tk for tk in tasks if tk["sku"] == u.entities["sku"]]
     return "staff_tasks", {"count": len(tasks), "tasks": tasks[:SHOW]}
 
 
-def run_allocation(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str,
-                   u: Understanding) -> Answer:
+def run_allocation(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
+                   text: str) -> Answer:
     if not roles & ACTING_ROLES:
         return "staff_forbidden", {"action": "run allocation", "needs": sorted(ACTING_ROLES)}
     sku = u.entities.get("sku")
@@ -96,7 +121,8 @@ def run_allocation(conn: Connection, ctx: Context, roles: frozenset[str], staff_
     return "staff_allocated", {"sku": sku, "units": allocated, "lines": lines}
 
 
-def complete_task(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding) -> Answer:
+def complete_task(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
+                  text: str) -> Answer:
     task_id = u.entities.get("task_id")
     tk = t.tasks
     done = conn.execute(update(tk).where(tk.c.id == task_id, tk.c.status == "open")
@@ -109,7 +135,7 @@ def complete_task(conn: Connection, ctx: Context, roles: frozenset[str], staff_i
     return "staff_task_done", {"task_id": task_id, "title": done.title}
 
 
-STAFF_HANDLERS: dict[str, Callable[[Connection, Context, frozenset[str], str, Understanding], Answer]] = {
+STAFF_HANDLERS: dict[str, Callable[[Connection, Context, frozenset[str], str, Understanding, str], Answer]] = {
     "backorders_query": backorders,
     "waiting_on_sku": waiting_on_sku,
     "revenue_at_risk": revenue_at_risk,

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
 from bot.api import create_app
+from notifiers import sms
 from services.context import Context
 from store import tables as t
 
@@ -212,3 +213,24 @@ def test_an_unknown_sender_sees_one_order_after_proving_it(client: TestClient) -
     right = ask(client, "where is order 1042? ADA@example.com", **nobody)["reply"]
     assert right.startswith("Order 1042:") and "Blue kettle" in right
     assert "send its number" in ask(client, "what am I waiting for?", **nobody)["reply"]  # nothing else opens
+
+
+def test_answers_take_the_style_of_the_channel(client: TestClient) -> None:
+    slack = client.post("/chat", json={"user": {"customer_id": "C1"}, "text": "where is order 1042",
+                                       "channel": "slack"}).json()["reply"]
+    assert slack.startswith("*Order 1042*") and "• 2 × Blue kettle" in slack
+    client.post("/events", json=[ev("big", "order.placed", {"order_id": "1099", "customer_id": "C1", "lines": [
+        {"line_id": str(i), "sku": "KTL-200", "qty": 1} for i in range(12)]})])
+    text = client.post("/chat", json={"user": {"customer_id": "C1"}, "text": "where is order 1099",
+                                      "channel": "sms"}).json()["reply"]
+    assert sms.segments(text) <= 2 and text.startswith("Order 1099:") and text.endswith("...")
+    web = ask(client, "where is order 1099")["reply"]
+    assert sms.segments(web) > 2 and web.count("Blue kettle") == 12
+    assert client.post("/chat", json={"user": {"customer_id": "C1"}, "text": "hi", "channel": "fax"}
+                       ).status_code == 422
+
+
+def test_team_backorders_by_customer_name_or_id(client: TestClient) -> None:
+    by_name = staff(client, "backorders for customer Bea")["reply"]
+    assert by_name.startswith("1 line(s) waiting · customer_id C2") and "order 2001" in by_name
+    assert "order 1042" in staff(client, "backorders for customer c1")["reply"]
