@@ -7,7 +7,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -152,6 +152,29 @@ def order_id(folded: str) -> str | None:
     return None
 
 
+WEEKDAYS = {"monday": 0, "tuesday": 1, "wednesday": 2, "thursday": 3, "friday": 4, "saturday": 5, "sunday": 6,
+            "lunes": 0, "martes": 1, "miercoles": 2, "jueves": 3, "viernes": 4, "sabado": 5, "domingo": 6}
+RELATIVE_DAY = re.compile(r"\b(today|hoy|tomorrow|manana|pasado manana|day after tomorrow)\b")
+IN_DAYS = re.compile(r"\b(?:in|en|dentro de)\s+(\d{1,3})\s+(?:days?|dias?)\b")
+NEXT_WEEKDAY = re.compile(r"\b(?:next|this|on|el|el proximo|este|proximo)\s+(" + "|".join(WEEKDAYS) + r")\b")
+
+
+def _relative(folded: str, today: date) -> str | None:
+    """The usual relative dates: today, tomorrow, in N days, (next) Friday; "this week" is not one day."""
+    m = RELATIVE_DAY.search(folded)
+    if m:
+        offset = {"today": 0, "hoy": 0, "tomorrow": 1, "manana": 1}.get(m.group(1), 2)
+        return (today + timedelta(days=offset)).isoformat()
+    m = IN_DAYS.search(folded)
+    if m:
+        return (today + timedelta(days=int(m.group(1)))).isoformat()
+    m = NEXT_WEEKDAY.search(folded)
+    if m:
+        ahead = (WEEKDAYS[m.group(1)] - today.weekday()) % 7 or 7
+        return (today + timedelta(days=ahead)).isoformat()
+    return None
+
+
 def a_date(folded: str, today: date) -> str | None:
     m = ISO_DATE.search(folded)
     if m:
@@ -166,7 +189,7 @@ def a_date(folded: str, today: date) -> str | None:
     for m in MONTH_DAY.finditer(folded):
         if m.group(1) in MONTHS:
             return _iso(today.year, MONTHS[m.group(1)], int(m.group(2)))
-    return None
+    return _relative(folded, today)
 
 
 def _iso(year: int, month: int, day: int) -> str | None:

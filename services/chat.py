@@ -123,7 +123,8 @@ def reply(ctx: Context, user: ChatUser, text: str, channel: str = "web") -> Chat
         asking = identify(conn, user)
         asking.channel = channel
         cat = catalog(conn, ctx.cache)
-        key = f"customer:{asking.customer_id}" if asking.kind == "customer" else f"staff:{asking.staff_id}"
+        who = f"customer:{asking.customer_id}" if asking.kind == "customer" else f"staff:{asking.staff_id}"
+        key = f"{channel}:{who}"  # a conversation is per channel: WhatsApp's thread is not the web chat's
         state = conversations.load(conn, key, ctx.now()) if asking.kind != "stranger" else {}
     audience = "staff" if asking.kind == "staff" else "customer"
     u = follow_up(understand(text, cat, Asker(audience, ctx.today())), state, text)

@@ -44,3 +44,12 @@ def test_names_are_found_in_a_large_catalog() -> None:
     u = understand("is the blue ketle back?", big, CUSTOMER)
     assert u.entities == {"sku": "KTL-200"}
     assert understand("where is my order 1042", big, CUSTOMER).ambiguous == {}
+
+
+def test_relative_dates() -> None:
+    today = date(2026, 3, 2)  # a Monday
+    for text, expected in [("can it come tomorrow?", "2026-03-03"), ("¿llega mañana?", "2026-03-03"),
+                           ("in 10 days", "2026-03-12"), ("next friday", "2026-03-06"),
+                           ("el próximo lunes", "2026-03-09"), ("by 2026-04-01", "2026-04-01")]:
+        assert understand(text, CATALOG, Asker("customer", today)).entities.get("date") == expected, text
+    assert "date" not in understand("sometime this week", CATALOG, Asker("customer", today)).entities
