@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench._db import PG_ADMIN, drop_database, pg_admin
+from bench._machine import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 __all__ = ["drop_database", "pg_admin"]  # used by bench/notify.py from here
@@ -307,15 +308,11 @@ def _version(dist: str) -> str:
 
 def conditions() -> dict[str, Any]:
     mem_kb = 0
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     except OSError:
         pass
     info: dict[str, Any] = {

@@ -28,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._machine import cpu_model  # noqa: E402
 from notifiers.render import render_notice  # noqa: E402
 
 KINDS = ("allocated", "eta_changed", "backorder_created")
@@ -79,14 +80,7 @@ def measure(channel: str, calls: int, repeat: int) -> dict[str, float]:
 
 
 def conditions() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     libs = ", ".join(f"{d} {version(d)}" for d in ("jinja2", "babel", "markupsafe"))
     return (f"{datetime.now(UTC).isoformat(timespec='seconds')}; {os.cpu_count()} CPU ({cpu}); "
             f"loadavg {os.getloadavg()[0]:.2f}; Python {platform.python_version()}; {libs}")

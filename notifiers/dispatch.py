@@ -26,7 +26,9 @@ from backorder.config import NotifySettings
 from notifiers.render import render_notice
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sender, SendError, Sent
 from store import outbox
+from store import tables as t
 from store.db import unit_of_work
+from store.upsert import insert_ignore
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +143,8 @@ class Dispatcher:
             if written < len(results):
                 log.warning("%d result(s) not recorded: their lease had passed to another worker",
                             len(results) - written)
-            outbox.insert_fallback(conn, [self._fallback(row, outbox.fallback_source(conn, row.id), now)
-                                          for row in fall_from])
+            insert_ignore(conn, t.outbox, [self._fallback(row, outbox.fallback_source(conn, row.id), now)
+                                           for row in fall_from], ["idempotency_key"])
         self.sent += sum(1 for r in results if r.status in ("sent", "delivered"))
 
     async def _send(self, c: Claimed) -> tuple[outbox.Result, Any]:

@@ -134,11 +134,6 @@ def reserve(conn: Connection, key: str, count: int, interval: float, now: dateti
     return start
 
 
-def insert_fallback(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(dialect_insert(conn, o).on_conflict_do_nothing(index_elements=["idempotency_key"]), list(rows))
-
-
 def fallback_source(conn: Connection, outbox_id: int) -> Row[Any] | None:
     """What a fallback row copies from the row that failed."""
     return conn.execute(select(o.c.audience, o.c.customer_id, o.c.order_id, o.c.sku, o.c.role, o.c.line_ids,
