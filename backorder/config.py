@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -118,7 +118,7 @@ class NotifySettings(BaseModel):
     poll_seconds: float = Field(0.1, gt=0, description="idle worker's wait between outbox polls")
     jobs_every_seconds: float = Field(15.0, gt=0, description="how often a worker looks for due digests")
     rate_per_destination: dict[str, float] = Field(
-        default_factory=lambda: {"sms": 1.0, "whatsapp": 1.0, "slack": 1.0, "teams": 1.0, "email": 5.0},
+        default_factory=lambda: {"sms": 1.0, "whatsapp": 1.0, "slack": 1.0, "teams": 7.0, "email": 5.0},
         description="messages/s to one address, per channel (absent: unlimited)",
     )
     rate_per_channel: dict[str, float] = Field(
@@ -161,6 +161,20 @@ class StaffContact(BaseModel):
     teams_conversation: str | None = None
 
 
+E164 = r"^\+[1-9][0-9]{6,14}$"
+
+
+class StaffMember(BaseModel):
+    """A person of the team: their roles, and the chat accounts that are them."""
+
+    name: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    slack_user: str | None = None
+    teams_user: str | None = None
+    phone: str | None = Field(None, pattern=E164)
+    email: str | None = None
+
+
 class StaffSettings(BaseModel):
     warehouse_manager: StaffContact = Field(
         default_factory=lambda: StaffContact(channels=["sms", "console"]), description="high-value backorders"
@@ -168,10 +182,101 @@ class StaffSettings(BaseModel):
     procurement: StaffContact = Field(default_factory=StaffContact, description="procurement")
     customer_service: StaffContact = Field(default_factory=StaffContact, description="customer service")
     team: StaffContact = Field(default_factory=StaffContact, description="the team channel")
+    members: dict[str, StaffMember] = Field(
+        default_factory=dict, description="people by staff id: roles and chat accounts (file only)")
 
     def role(self, name: str) -> StaffContact | None:
         value = getattr(self, name, None)
         return value if isinstance(value, StaffContact) else None
+
+
+SLACK_API = "https://slack.com/api/"
+TWILIO_API = "https://api.twilio.com"
+
+
+class SlackSettings(BaseModel):
+    bot_token: SecretStr | None = Field(None, description="xoxb- token; Slack is off while unset")
+    signing_secret: SecretStr | None = Field(None, description="verifies every request Slack sends")
+    api_base_url: str = Field(SLACK_API, description="Web API base URL (a local fake in tests)")
+    channel: str | None = Field(None, description="channel id of team alerts (staff role `team` by default)")
+    app_token: SecretStr | None = Field(None, description="xapp- token: Socket Mode instead of HTTP")
+
+    @property
+    def enabled(self) -> bool:
+        return self.bot_token is not None or self.signing_secret is not None or self.app_token is not None
+
+    @model_validator(mode="after")
+    def _complete(self) -> SlackSettings:
+        if not self.enabled:
+            return self
+        if self.bot_token is None:
+            raise ValueError("slack.bot_token is needed once any [slack] credential is set")
+        if self.app_token is None and self.signing_secret is None:
+            raise ValueError("slack.signing_secret is needed to verify Slack's requests (or app_token for "
+                             "Socket Mode)")
+        if not self.api_base_url.endswith("/"):
+            self.api_base_url += "/"
+        return self
+
+
+class TeamsSettings(BaseModel):
+    app_id: str | None = Field(None, description="the bot's Microsoft app (client) id; Teams is off while unset")
+    app_password: SecretStr | None = Field(None, description="its client secret")
+    tenant_id: str | None = Field(None, description="the Entra tenant the bot belongs to")
+    anonymous: bool = Field(False, description="accept unauthenticated requests (local development only)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.app_id is not None or self.anonymous
+
+    @model_validator(mode="after")
+    def _complete(self) -> TeamsSettings:
+        if self.app_id is not None and not self.anonymous:
+            missing = [k for k in ("app_password", "tenant_id") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"teams.{missing[0]} is needed with teams.app_id (or set teams.anonymous = true "
+                                 "for local development only)")
+        return self
+
+
+class TwilioSettings(BaseModel):
+    account_sid: str | None = Field(None, description="AC...; SMS and WhatsApp are off while unset")
+    auth_token: SecretStr | None = Field(None, description="signs webhooks and authenticates API calls")
+    api_base_url: str = Field(TWILIO_API, description="REST API base URL (a local fake in tests)")
+    public_base_url: str | None = Field(None, description="the public URL Twilio calls us at (it signs it)")
+    sms_from: str | None = Field(None, pattern=E164, description="E.164 sender number of SMS")
+    whatsapp_from: str | None = Field(None, pattern=E164, description="E.164 WhatsApp sender number")
+    messaging_service_sid: str | None = Field(None, description="MG...: send through a Messaging Service")
+    whatsapp_templates: dict[str, str] = Field(
+        default_factory=dict, description="per kind, the approved ContentSid used outside the 24-hour window")
+    sms_mps: float = Field(1.0, gt=0, description="SMS messages per second from our sender")
+    whatsapp_mps: float = Field(10.0, gt=0, description="WhatsApp messages per second from our sender")
+
+    @property
+    def enabled(self) -> bool:
+        return self.account_sid is not None
+
+    @property
+    def sms(self) -> bool:
+        return self.enabled and bool(self.sms_from or self.messaging_service_sid)
+
+    @property
+    def whatsapp(self) -> bool:
+        return self.enabled and bool(self.whatsapp_from)
+
+    @model_validator(mode="after")
+    def _complete(self) -> TwilioSettings:
+        if not self.enabled:
+            return self
+        if self.auth_token is None:
+            raise ValueError("twilio.auth_token is needed with twilio.account_sid")
+        if not self.public_base_url:
+            raise ValueError("twilio.public_base_url is needed: Twilio signs the URL it calls, and we check it")
+        if not (self.sms_from or self.whatsapp_from or self.messaging_service_sid):
+            raise ValueError("set twilio.sms_from, twilio.whatsapp_from or twilio.messaging_service_sid")
+        self.public_base_url = self.public_base_url.rstrip("/")
+        self.api_base_url = self.api_base_url.rstrip("/")
+        return self
 
 
 def _config_file() -> Path:
@@ -192,6 +297,9 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     staff: StaffSettings = Field(default_factory=StaffSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    teams: TeamsSettings = Field(default_factory=TeamsSettings)
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bot.channels import mount_channels
 from intake.envelope import event_json_schema, parse_events
 from intake.errors import EventValidationError
 from intake.payloads import CustomerChannel
@@ -264,6 +265,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
             worker.kick()  # a subscription may have queued a message
         return {"intent": answer.intent, "entities": answer.entities, "reply": answer.reply}
 
+    app.state.channels = mount_channels(app, ctx, worker.kick if worker is not None else lambda: None)
     return app
 
 

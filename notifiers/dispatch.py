@@ -60,9 +60,12 @@ class Claimed:
 class Dispatcher:
     def __init__(self, engine: Engine, cfg: NotifySettings, senders: Mapping[str, Sender], *,
                  owner: str | None = None, clock: Clock = utcnow, rng: random.Random | None = None,
-                 jobs: Callable[[], object] | None = None, jobs_every_s: float = 30.0) -> None:
+                 jobs: Callable[[], object] | None = None, jobs_every_s: float = 30.0,
+                 channel_rates: Mapping[str, float] | None = None) -> None:
         self.engine = engine
         self.cfg = cfg
+        # Whole-channel limits: [notify] rate_per_channel, plus a provider's sender limit (Twilio's MPS).
+        self.channel_rates = dict(cfg.rate_per_channel if channel_rates is None else channel_rates)
         self.senders = senders
         self.owner = owner or worker_id()
         self.clock = clock
@@ -82,24 +85,26 @@ class Dispatcher:
             slots: dict[int, datetime] = {}
             groups: dict[tuple[str, float], list[Any]] = {}
             for row in rows:
-                limit = self._limit(row.channel, row.recipient)
-                if limit is not None:
+                for limit in self._limits(row.channel, row.recipient):
                     groups.setdefault(limit, []).append(row)
             for (key, per_second), members in sorted(groups.items()):
                 first = outbox.reserve(conn, key, len(members), 1.0 / per_second, now)
                 for i, row in enumerate(sorted(members, key=lambda r: r.id)):
-                    slots[row.id] = first + timedelta(seconds=i / per_second)
+                    slot = first + timedelta(seconds=i / per_second)
+                    # Under two limits (the destination's and the channel's) the later slot holds both.
+                    slots[row.id] = max(slot, slots.get(row.id, slot))
         return [Claimed(r, slots.get(r.id)) for r in rows]
 
-    def _limit(self, channel: str, recipient: str) -> tuple[str, float] | None:
-        """The one rate-limit key a message counts against: its destination's, else its channel's."""
+    def _limits(self, channel: str, recipient: str) -> list[tuple[str, float]]:
+        """The rate-limit keys a message counts against: its destination's and its whole channel's."""
+        limits = []
         rate = self.cfg.rate_per_destination.get(channel)
         if rate:
-            return f"{channel}:{recipient}", rate
-        rate = self.cfg.rate_per_channel.get(channel)
+            limits.append((f"{channel}:{recipient}", rate))
+        rate = self.channel_rates.get(channel)
         if rate:
-            return f"{channel}:*", rate
-        return None
+            limits.append((f"{channel}:*", rate))
+        return limits
 
     # -- send ------------------------------------------------------------------------------------
     async def run_once(self) -> int:
@@ -143,7 +148,7 @@ class Dispatcher:
             if written < len(results):
                 log.warning("%d result(s) not recorded: their lease had passed to another worker",
                             len(results) - written)
-            insert_ignore(conn, t.outbox, [self._fallback(row, outbox.fallback_source(conn, row.id), now)
+            insert_ignore(conn, t.outbox, [fallback_row(row, outbox.fallback_source(conn, row.id), now)
                                            for row in fall_from], ["idempotency_key"])
         self.sent += sum(1 for r in results if r.status in ("sent", "delivered"))
 
@@ -188,26 +193,6 @@ class Dispatcher:
             return outbox.Result(row.id, "failed", error=error, error_reason=exc.reason, due_at=due), None
         return outbox.Result(row.id, "dead", error=error, error_reason=exc.reason), row if row.fallback else None
 
-    @staticmethod
-    def _fallback(row: Any, src: Any, now: datetime) -> dict[str, Any]:
-        """The same message on the next chosen channel, after a permanent failure on this one.
-
-        Its key is derived from the failed row's, so the failed row (dead, with its reason) and
-        the one that replaced it can be told apart and the fallback is made once.
-        """
-        (channel, address), rest = row.fallback[0], row.fallback[1:]
-        rendered = render_notice(row.kind, channel, row.locale, src.facts or {})
-        return {
-            "idempotency_key": f"{row.kind}:{channel}:fallback:{row.idempotency_key}"[:500],
-            "kind": row.kind, "channel": channel, "recipient": address, "audience": src.audience,
-            "customer_id": src.customer_id, "order_id": src.order_id, "sku": src.sku, "role": src.role,
-            "line_ids": list(src.line_ids or ()), "locale": row.locale, "subject": rendered.subject,
-            "body": rendered.body, "html": rendered.html, "payload": row.payload or {}, "facts": src.facts or {},
-            "fallback": rest, "urgent": src.urgent, "status": "pending", "due_at": now, "expires_at": row.expires_at,
-            "attempts": 0, "error": None, "error_reason": None, "cause": src.cause, "occurred_at": src.occurred_at,
-            "created_at": now, "updated_at": now,
-        }
-
     # -- loop ------------------------------------------------------------------------------------
     def run_jobs_if_due(self) -> None:
         if self.jobs is None or time.monotonic() - self._last_jobs < self.jobs_every_s:
@@ -237,3 +222,23 @@ class Dispatcher:
     async def aclose(self) -> None:
         for sender in self.senders.values():
             await sender.aclose()
+
+
+def fallback_row(row: Any, src: Any, now: datetime) -> dict[str, Any]:
+    """The same message on the next chosen channel, after a permanent failure on this one.
+
+    Its key is derived from the failed row's, so the failed row (dead, with its reason) and
+    the one that replaced it can be told apart and the fallback is made once.
+    """
+    (channel, address), rest = row.fallback[0], row.fallback[1:]
+    rendered = render_notice(row.kind, channel, row.locale, src.facts or {})
+    return {
+        "idempotency_key": f"{row.kind}:{channel}:fallback:{row.idempotency_key}"[:500],
+        "kind": row.kind, "channel": channel, "recipient": address, "audience": src.audience,
+        "customer_id": src.customer_id, "order_id": src.order_id, "sku": src.sku, "role": src.role,
+        "line_ids": list(src.line_ids or ()), "locale": row.locale, "subject": rendered.subject,
+        "body": rendered.body, "html": rendered.html, "payload": rendered.card or {}, "facts": src.facts or {},
+        "fallback": rest, "urgent": src.urgent, "status": "pending", "due_at": now, "expires_at": row.expires_at,
+        "attempts": 0, "error": None, "error_reason": None, "cause": src.cause, "occurred_at": src.occurred_at,
+        "created_at": now, "updated_at": now,
+    }

@@ -63,6 +63,7 @@ class Rendered:
     body: str  # plain text body
     subject: str | None = None  # e-mail only
     html: str | None = None  # e-mail only (autoescaped HTML)
+    card: dict[str, Any] | None = None  # chat channels: title, fields, actions, topic (see card())
 
 
 def _defined(value: Any) -> Any:
@@ -348,4 +349,33 @@ def render_notice(kind: str, channel: str, locale: str, facts: dict[str, Any]) -
         return Rendered(body=job.render("text"), subject=job.render("subject"), html=job.render("html"))
     if channel == "sms":
         return Rendered(body=_render_sms(job, facts))
-    return Rendered(body=job.render("text"))  # console and chat channels, and any channel not known here
+    body = job.render("text")
+    if channel in CARD_CHANNELS:
+        return Rendered(body=body, card=_card(job, body))
+    return Rendered(body=body)  # console, webhook, and any channel not known here
+
+
+# Channels whose senders build rich messages (Block Kit, Adaptive Cards, WhatsApp buttons) from a card.
+CARD_CHANNELS = frozenset({"slack", "teams", "whatsapp"})
+
+
+def _card(job: _Job, body: str) -> dict[str, Any]:
+    """A channel-neutral card: {"kind", "title", "text", "fields": [{label, value}],
+    "actions": [{id, label, value}], "topic"}; each sender draws it in its own medium.
+
+    The structured parts come from `<locale>/_card.j2`, one tab-separated line each.
+    """
+    template = environment(False).get_template(f"{job.locale}/_card.j2")
+    with _reading(job.values["locale"], job.values["tz"]):
+        raw = template.render({**job.values, "style": "card", "layout": "layout/text.j2", "max_items": None})
+    card: dict[str, Any] = {"kind": job.kind, "title": job.render("subject"), "text": body, "fields": [],
+                            "actions": [], "topic": None}
+    for line in raw.splitlines():
+        part = line.strip().split("\t")
+        if part[0] == "field" and len(part) == 3:
+            card["fields"].append({"label": part[1], "value": part[2]})
+        elif part[0] == "action" and len(part) == 4:
+            card["actions"].append({"id": part[1], "label": part[2], "value": part[3]})
+        elif part[0] == "topic" and len(part) == 2:
+            card["topic"] = part[1]
+    return card

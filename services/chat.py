@@ -120,16 +120,54 @@ def reply(ctx: Context, user: ChatUser, text: str, channel: str = "web") -> Chat
     (an answer may write: a subscription, an opt-out, the conversation state).
     """
     with ctx.engine.connect() as conn:
-        asking = identify(conn, user)
-        asking.channel = channel
+        asking, key, state = _asker(conn, ctx, user, channel)
         cat = catalog(conn, ctx.cache)
-        who = f"customer:{asking.customer_id}" if asking.kind == "customer" else f"staff:{asking.staff_id}"
-        key = f"{channel}:{who}"  # a conversation is per channel: WhatsApp's thread is not the web chat's
-        state = conversations.load(conn, key, ctx.now()) if asking.kind != "stranger" else {}
     audience = "staff" if asking.kind == "staff" else "customer"
     u = follow_up(understand(text, cat, Asker(audience, ctx.today())), state, text)
     if u.intent == UNKNOWN and ctx.settings.llm.enabled:
         u = llm.ask(text, audience, cat, ctx.settings.llm, ctx.today()) or u
+    return _respond(ctx, asking, key, u, text)
+
+
+# Buttons on cards and quick replies (notifiers/render.py's card actions): action id -> (intent, entity its value is).
+ACTIONS: dict[str, tuple[str, str | None]] = {
+    "show_waiting": ("waiting_on_sku", "sku"),
+    "open_task": ("open_tasks", None),
+    "complete_task": ("complete_task", "task_id"),
+    "show_backorders": ("backorders_query", None),
+    "order_status": ("order_status", "order_id"),
+    "handoff": ("handoff", None),
+}
+
+
+def act(ctx: Context, user: ChatUser, action: str, value: str, channel: str = "web") -> ChatReply:
+    """Answer a button press as the question it stands for, through the same scoped handlers as text.
+
+    The value comes back from the chat app, so it is checked like typed text would be: an order
+    number that is not the customer's gets "can't find", a task the staff member may not close stays open.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    intent, entity = ACTIONS[action]
+    entities: dict[str, Any] = {}
+    if entity is not None and value not in ("", "-", "all"):
+        entities[entity] = int(value) if entity == "task_id" and value.isdigit() else value
+    with ctx.engine.connect() as conn:
+        asking, key, _ = _asker(conn, ctx, user, channel)
+    return _respond(ctx, asking, key, Understanding(intent, entities, 1.0), f"[{action}] {value}")
+
+
+def _asker(conn: Connection, ctx: Context, user: ChatUser, channel: str) -> tuple[Asking, str, dict[str, Any]]:
+    """Who is asking, their conversation key (per channel) and the state of their last turn."""
+    asking = identify(conn, user)
+    asking.channel = channel
+    who = f"customer:{asking.customer_id}" if asking.kind == "customer" else f"staff:{asking.staff_id}"
+    key = f"{channel}:{who}"  # a conversation is per channel: WhatsApp's thread is not the web chat's
+    state = conversations.load(conn, key, ctx.now()) if asking.kind != "stranger" else {}
+    return asking, key, state
+
+
+def _respond(ctx: Context, asking: Asking, key: str, u: Understanding, text: str) -> ChatReply:
     if asking.kind == "stranger" and u.intent not in SIMPLE:
         return _stranger(ctx, asking, u, text)
     with unit_of_work(ctx.engine) as conn:

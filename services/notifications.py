@@ -109,6 +109,8 @@ class RowBuilder:
     def rendered(self, row: dict[str, Any], channel: str, address: str) -> dict[str, Any]:
         out = render_notice(row["kind"], channel, row["locale"], row["facts"])
         row.update(channel=channel, recipient=address, subject=out.subject, body=out.body, html=out.html)
+        if out.card is not None:
+            row["payload"] = out.card
         return row
 
     def unplannable(self, notice: Notice, exc: Exception) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import threading
 from rich.console import Console
 
 from notifiers.dispatch import Dispatcher
-from notifiers.senders.registry import build_senders
+from notifiers.senders.registry import build_senders, channel_rates
 from services import digests
 from services.applier import Applier
 from services.context import Context
@@ -20,9 +20,10 @@ INBOX_POLL_S = 0.2  # a worker's applier is never kicked by the API process: it 
 
 
 def make_dispatcher(ctx: Context, console: Console | None = None, owner: str | None = None) -> Dispatcher:
-    return Dispatcher(ctx.engine, ctx.settings.notify, build_senders(ctx.settings, console=console),
-                      owner=owner, clock=ctx.now, jobs=lambda: digests.run_due(ctx),
-                      jobs_every_s=ctx.settings.notify.jobs_every_seconds)
+    senders = build_senders(ctx.settings, console=console, engine=ctx.engine)
+    return Dispatcher(ctx.engine, ctx.settings.notify, senders, owner=owner, clock=ctx.now,
+                      jobs=lambda: digests.run_due(ctx), jobs_every_s=ctx.settings.notify.jobs_every_seconds,
+                      channel_rates=channel_rates(ctx.settings))
 
 
 async def run_worker(ctx: Context, stop: asyncio.Event, console: Console | None = None,

@@ -311,6 +311,7 @@ class OutboxMessage(Base):
         Index("ix_outbox_order", "order_id"),
         Index("ix_outbox_customer", "customer_id", "created_at"),
         Index("ix_outbox_status", "status"),
+        Index("ix_outbox_provider", "provider_id"),  # delivery status callbacks name the provider's id
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(500), unique=True)
@@ -379,4 +380,65 @@ class Conversation(Base):
     __tablename__ = "conversations"
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime)
+
+
+class StaffMemberRow(Base):
+    """A person of the team linked to their chat accounts (`backorder staff add`); roles gate actions."""
+
+    __tablename__ = "staff_members"
+    staff_id: Mapped[str] = mapped_column(Id, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    roles: Mapped[list[Any]] = mapped_column(default=list)
+    slack_user: Mapped[str | None] = mapped_column(String(40), unique=True)
+    teams_user: Mapped[str | None] = mapped_column(String(200), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime)
+
+
+class InboundMessage(Base):
+    """Every message a chat channel delivered to us, once: providers retry, we answer once.
+
+    It also tells when a sender last wrote to us (WhatsApp's 24-hour window).
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("channel", "message_id"),
+                      Index("ix_inbound_sender", "channel", "sender", "received_at"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    message_id: Mapped[str] = mapped_column(String(200))
+    sender: Mapped[str] = mapped_column(String(300))
+    received_at: Mapped[datetime] = mapped_column(TZDateTime)
+
+
+class Suppression(Base):
+    """An address that asked for no more messages on a channel (STOP); checked before every send."""
+
+    __tablename__ = "suppressions"
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    address: Mapped[str] = mapped_column(String(300), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+
+
+class ChannelRef(Base):
+    """How to reach someone on a channel later, proactively (a Teams conversation reference)."""
+
+    __tablename__ = "channel_refs"
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    reference: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime)
+
+
+class ChatThread(Base):
+    """The first message about a topic (an order, a SKU, a task) in a chat, so follow-ups thread under it."""
+
+    __tablename__ = "chat_threads"
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(300), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(300), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(String(300))
     updated_at: Mapped[datetime] = mapped_column(TZDateTime)

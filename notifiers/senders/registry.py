@@ -1,12 +1,15 @@
 """Which channels are configured, and their senders.
 
-sms, whatsapp, slack and teams implement the same Sender interface in later work; until then
-they are simply never configured, and the engine routes around them like any unconfigured channel.
+A channel is configured by its section: [email] host, [webhook] url or endpoints, [slack] bot_token,
+[teams] app_id (or anonymous), [twilio] account_sid with sms_from / whatsapp_from. The engine routes
+around a channel that is not, like around any unusable one. Chat senders read the store (opt-outs,
+conversation references, threads, the WhatsApp window), so they are given the engine.
 """
 
 from __future__ import annotations
 
 from rich.console import Console
+from sqlalchemy import Engine
 
 from backorder.config import Settings
 from notifiers.senders.base import Sender
@@ -40,10 +43,29 @@ def configured_channels(settings: Settings) -> set[str]:
         channels.add("email")
     if settings.webhook.all_endpoints():
         channels.add("webhook")
+    if settings.slack.bot_token is not None:
+        channels.add("slack")
+    if settings.teams.enabled:
+        channels.add("teams")
+    if settings.twilio.sms:
+        channels.add("sms")
+    if settings.twilio.whatsapp:
+        channels.add("whatsapp")
     return channels
 
 
-def build_senders(settings: Settings, *, console: Console | None = None) -> dict[str, Sender]:
+def channel_rates(settings: Settings) -> dict[str, float]:
+    """Whole-channel send limits: Twilio's per-sender MPS, unless [notify] rate_per_channel names the channel."""
+    rates = {}
+    if settings.twilio.sms:
+        rates["sms"] = settings.twilio.sms_mps
+    if settings.twilio.whatsapp:
+        rates["whatsapp"] = settings.twilio.whatsapp_mps
+    return {**rates, **settings.notify.rate_per_channel}
+
+
+def build_senders(settings: Settings, *, console: Console | None = None,
+                  engine: Engine | None = None) -> dict[str, Sender]:
     """One sender per configured channel; ValueError naming the key when a setting is unusable."""
     senders: dict[str, Sender] = {"console": ConsoleSender(console)}
     if settings.email.host:
@@ -51,4 +73,20 @@ def build_senders(settings: Settings, *, console: Console | None = None) -> dict
     if settings.webhook.all_endpoints():
         validate_webhook_endpoints(settings)
         senders["webhook"] = WebhookSender(settings.webhook)
+    chat = configured_channels(settings) & {"slack", "teams", "sms", "whatsapp"}
+    if chat and engine is None:
+        raise ValueError(f"the {', '.join(sorted(chat))} sender(s) need the store's engine")
+    if "slack" in chat:
+        from notifiers.senders.slack import SlackSender
+
+        senders["slack"] = SlackSender(settings.slack, engine)
+    if "teams" in chat:
+        from notifiers.senders.teams import TeamsSender
+
+        senders["teams"] = TeamsSender(settings.teams, engine)
+    for channel in ("sms", "whatsapp"):
+        if channel in chat:
+            from notifiers.senders.twilio import TwilioSender
+
+            senders[channel] = TwilioSender(channel, settings.twilio, engine)
     return senders

@@ -377,7 +377,23 @@ def test_regional_locale_formats_numbers_its_own_way() -> None:
 @pytest.mark.parametrize("channel", ["slack", "teams", "webhook", "whatsapp"])
 def test_other_channels_get_the_text_style(channel: str) -> None:
     f = facts("shipped", short_items())
-    assert render_notice("shipped", channel, "en", f) == render_notice("shipped", "console", "en", f)
+    assert render_notice("shipped", channel, "en", f).body == render_notice("shipped", "console", "en", f).body
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_chat_channels_get_a_card_with_short_buttons(kind: str, locale: str) -> None:
+    f = facts(kind, short_items())
+    card = render_notice(kind, "slack", locale, f).card
+    assert card is not None and card["kind"] == kind
+    assert card["title"] and card["text"] == render_notice(kind, "slack", locale, f).body
+    assert len(card["actions"]) <= 3, "WhatsApp shows at most three quick replies"
+    for action in card["actions"]:
+        assert 0 < len(action["label"]) <= 20, f"{action} is too long for a WhatsApp button"
+        assert action["value"]
+    assert all(field["label"] and field["value"] for field in card["fields"])
+    assert render_notice(kind, "console", locale, f).card is None
+    assert render_notice(kind, "webhook", locale, f).card is None
 
 
 def test_template_lookup_prefers_channel_then_style() -> None:
