@@ -15,6 +15,7 @@ from rich.table import Table
 
 from backorder.cli_chat import chat
 from backorder.cli_notifications import notifications_app, worker
+from backorder.cli_staff import staff_app
 from backorder.config import Settings, load_settings
 from services.context import Context
 from store.db import upgrade
@@ -30,6 +31,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(orders_app, name="orders")
 app.add_typer(dl_app, name="deadletters")
 app.add_typer(notifications_app, name="notifications")
+app.add_typer(staff_app, name="staff")
 app.command("worker")(worker)
 app.command("chat")(chat)
 
@@ -259,8 +261,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
     from bot.api import create_app
 
     ctx = _fresh_demo_context(quiet=True) if demo else _context()
-    console.print(f"serving on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(create_app(ctx, notify_worker=with_worker), host=host, port=port, log_level="info")
+    try:
+        api = create_app(ctx, notify_worker=with_worker)
+    except ValueError as exc:  # a channel that cannot work as configured: say which, do not half-start
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    channels = ", ".join(api.state.channels) or "none (configure [slack], [teams] or [twilio])"
+    console.print(f"serving on http://{host}:{port} (docs at /docs); chat channels: {channels}")
+    uvicorn.run(api, host=host, port=port, log_level="info")
 
 
 def _fresh_demo_context(quiet: bool) -> Context:

@@ -311,6 +311,17 @@ class Settings(BaseSettings):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
 
+    @model_validator(mode="after")
+    def _team_channel(self) -> Settings:
+        """[slack] channel is where team alerts go: it becomes the `team` role's first channel unless that role
+        names a Slack channel of its own."""
+        team = self.staff.team
+        if self.slack.channel and team.slack_channel is None:
+            team.slack_channel = self.slack.channel
+            if "slack" not in team.channels:
+                team.channels = ["slack", *team.channels]
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -83,28 +83,31 @@ class Dispatcher:
             outbox.relaxed_commit(conn)
             rows = outbox.claim(conn, self.owner, self.cfg.batch_size, now, self.cfg.lease_seconds)
             slots: dict[int, datetime] = {}
-            groups: dict[tuple[str, float], list[Any]] = {}
+            by_destination: dict[tuple[str, float], list[Any]] = {}
+            by_channel: dict[tuple[str, float], list[Any]] = {}
             for row in rows:
-                for limit in self._limits(row.channel, row.recipient):
-                    groups.setdefault(limit, []).append(row)
-            for (key, per_second), members in sorted(groups.items()):
+                rate = self.cfg.rate_per_destination.get(row.channel)
+                if rate:
+                    by_destination.setdefault((f"{row.channel}:{row.recipient}", rate), []).append(row)
+                rate = self.channel_rates.get(row.channel)
+                if rate:
+                    by_channel.setdefault((f"{row.channel}:*", rate), []).append(row)
+            for (key, per_second), members in sorted(by_destination.items()):
                 first = outbox.reserve(conn, key, len(members), 1.0 / per_second, now)
                 for i, row in enumerate(sorted(members, key=lambda r: r.id)):
-                    slot = first + timedelta(seconds=i / per_second)
-                    # Under two limits (the destination's and the channel's) the later slot holds both.
-                    slots[row.id] = max(slot, slots.get(row.id, slot))
+                    slots[row.id] = first + timedelta(seconds=i / per_second)
+            for (key, per_second), members in sorted(by_channel.items()):
+                # The channel's slots go to messages in the order their destinations allow them, each no
+                # earlier than its destination's slot; the bucket is then stretched to the last one used.
+                step = timedelta(seconds=1.0 / per_second)
+                first = outbox.reserve(conn, key, len(members), step.total_seconds(), now)
+                last = first - step
+                for row in sorted(members, key=lambda r: (slots.get(r.id, first), r.id)):
+                    last = max(slots.get(row.id, first), last + step)
+                    slots[row.id] = last
+                if last > first + step * (len(members) - 1):
+                    outbox.extend(conn, key, last + step)
         return [Claimed(r, slots.get(r.id)) for r in rows]
-
-    def _limits(self, channel: str, recipient: str) -> list[tuple[str, float]]:
-        """The rate-limit keys a message counts against: its destination's and its whole channel's."""
-        limits = []
-        rate = self.cfg.rate_per_destination.get(channel)
-        if rate:
-            limits.append((f"{channel}:{recipient}", rate))
-        rate = self.channel_rates.get(channel)
-        if rate:
-            limits.append((f"{channel}:*", rate))
-        return limits
 
     # -- send ------------------------------------------------------------------------------------
     async def run_once(self) -> int:

@@ -123,6 +123,8 @@ def run_allocation(conn: Connection, ctx: Context, roles: frozenset[str], staff_
 
 def complete_task(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
                   text: str) -> Answer:
+    if not roles:  # an unlinked chat account may read, not change anything
+        return "staff_forbidden", {"action": "close a task", "needs": ["staff with a role"]}
     task_id = u.entities.get("task_id")
     tk = t.tasks
     done = conn.execute(update(tk).where(tk.c.id == task_id, tk.c.status == "open")

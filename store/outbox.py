@@ -134,6 +134,16 @@ def reserve(conn: Connection, key: str, count: int, interval: float, now: dateti
     return start
 
 
+def extend(conn: Connection, key: str, until: datetime) -> None:
+    """Push `key`'s next free instant out to `until` (never back): slots were used past what was reserved.
+
+    The caller reserved on the same row in this transaction, so it holds that row's lock (PostgreSQL)
+    or the write lock (SQLite): no other worker can reserve in between.
+    """
+    rs = t.rate_slots
+    conn.execute(update(rs).where(rs.c.key == key, rs.c.next_free_at < until).values(next_free_at=until))
+
+
 def fallback_source(conn: Connection, outbox_id: int) -> Row[Any] | None:
     """What a fallback row copies from the row that failed."""
     return conn.execute(select(o.c.audience, o.c.customer_id, o.c.order_id, o.c.sku, o.c.role, o.c.line_ids,

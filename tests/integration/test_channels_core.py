@@ -1,0 +1,220 @@
+"""What every chat front door stands on, on both stores: staff linked to chat accounts, inbound
+deduplication, suppressions, conversation references, threads, button actions through the scoped
+handlers, two rate limits on one message, and channels that mount only when configured."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import insert, select
+
+from backorder.config import load_settings
+from bot.api import create_app
+from notifiers.dispatch import Dispatcher
+from services import channels
+from services.chat import ChatUser, act
+from services.context import Context
+from services.inbox import drain, store_events
+from store import tables as t
+from store.db import unit_of_work
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ev(event_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event_id": event_id, "type": type_, "occurred_at": "2026-03-02T08:00:00Z", "source": "t",
+            "data": data}
+
+
+@pytest.fixture
+def shop(ctx: Context) -> Context:
+    events = [
+        ev("w", "warehouse.upserted", {"warehouse_id": "LDS", "name": "Leeds"}),
+        ev("p", "product.upserted", {"sku": "KTL-200", "name": "Blue kettle", "price": 40}),
+        ev("c1", "customer.upserted", {"customer_id": "C1", "name": "Ada"}),
+        ev("c2", "customer.upserted", {"customer_id": "C2", "name": "Bea"}),
+        ev("o1", "order.placed", {"order_id": "1042", "customer_id": "C1",
+                                  "lines": [{"line_id": "1", "sku": "KTL-200", "qty": 2, "unit_price": 40}]}),
+        ev("o2", "order.placed", {"order_id": "2001", "customer_id": "C2",
+                                  "lines": [{"line_id": "1", "sku": "KTL-200", "qty": 1, "unit_price": 40}]}),
+    ]
+    _, ids = store_events(ctx, events)
+    drain(ctx, ids)
+    return ctx
+
+
+def test_staff_accounts_resolve_from_the_store_before_the_configuration(ctx: Context) -> None:
+    settings = load_settings(database_url=ctx.settings.database_url,
+                             staff={"members": {
+                                 "cfg-1": {"roles": ["ops"], "slack_user": "UCFG", "phone": "+15005550006"},
+                                 "ana": {"roles": ["viewer"], "slack_user": "UANA"}}})
+    with unit_of_work(ctx.engine) as conn:
+        row = channels.add_staff(conn, "ana", ["ops", "admin", "ops"], ctx.now(), slack_user="UANA",
+                                 teams_user="aad-ana")
+        assert row["roles"] == ["admin", "ops"]
+        assert channels.staff_user(conn, settings, "slack_user", "UANA") == ChatUser(
+            staff_id="ana", roles=frozenset({"ops", "admin"}))
+        assert channels.staff_user(conn, settings, "teams_user", "aad-ana").staff_id == "ana"
+        assert channels.staff_user(conn, settings, "slack_user", "UCFG") == ChatUser(
+            staff_id="cfg-1", roles=frozenset({"ops"}))
+        assert channels.staff_user(conn, settings, "phone", "+15005550006").staff_id == "cfg-1"
+        assert channels.staff_user(conn, settings, "slack_user", "UNOBODY") is None
+        with pytest.raises(ValueError, match="slack_user UANA is already linked to staff ana"):
+            channels.add_staff(conn, "bob", ["ops"], ctx.now(), slack_user="UANA")
+        # An update keeps the accounts it does not name.
+        again = channels.add_staff(conn, "ana", ["viewer"], ctx.now(), phone="+447911123456")
+        assert (again["roles"], again["slack_user"], again["phone"]) == (["viewer"], "UANA", "+447911123456")
+        listed = channels.list_staff(conn, settings)
+    assert [(r["staff_id"], r["source"]) for r in listed] == [("ana", "store"), ("cfg-1", "config")]
+    with pytest.raises(ValueError, match="unknown account field"), ctx.engine.connect() as conn:
+        channels.staff_user(conn, settings, "email", "x@example.com")
+
+
+def test_an_inbound_message_is_seen_once_and_dates_the_senders_window(ctx: Context) -> None:
+    now = ctx.now()
+    with unit_of_work(ctx.engine) as conn:
+        assert channels.first_delivery(conn, "whatsapp", "SM1", "+447911123456", now)
+        assert not channels.first_delivery(conn, "whatsapp", "SM1", "+447911123456", now + timedelta(seconds=5))
+        assert channels.first_delivery(conn, "sms", "SM1", "+447911123456", now)  # ids are per channel
+        assert channels.first_delivery(conn, "whatsapp", "SM2", "+447911123456", now + timedelta(hours=2))
+    with ctx.engine.connect() as conn:
+        assert channels.last_inbound(conn, "whatsapp", "+447911123456") == now + timedelta(hours=2)
+        assert channels.last_inbound(conn, "whatsapp", "+15005550006") is None
+
+
+def test_suppressions_references_and_threads(ctx: Context) -> None:
+    now = ctx.now()
+    with unit_of_work(ctx.engine) as conn:
+        channels.suppress(conn, "sms", "+447911123456", "keyword:STOP", now)
+        channels.suppress(conn, "sms", "+447911123456", "keyword:STOP", now)  # twice is once
+        assert channels.is_suppressed(conn, "sms", "+447911123456")
+        assert not channels.is_suppressed(conn, "whatsapp", "+447911123456")
+        assert channels.unsuppress(conn, "sms", "+447911123456")
+        assert not channels.unsuppress(conn, "sms", "+447911123456")
+        assert not channels.is_suppressed(conn, "sms", "+447911123456")
+
+        channels.save_ref(conn, "teams", "19:abc", {"serviceUrl": "https://a", "v": 1}, now)
+        channels.save_ref(conn, "teams", "19:abc", {"serviceUrl": "https://b", "v": 2}, now + timedelta(minutes=1))
+        assert channels.load_ref(conn, "teams", "19:abc") == {"serviceUrl": "https://b", "v": 2}
+        assert channels.load_ref(conn, "teams", "19:none") is None
+
+        channels.remember_thread(conn, "slack", "C123", "order:1042", "1700000000.000100", now)
+        channels.remember_thread(conn, "slack", "C123", "order:1042", "1700000099.000100", now)
+        assert channels.thread_of(conn, "slack", "C123", "order:1042") == "1700000000.000100"
+        assert channels.thread_of(conn, "slack", "C999", "order:1042") is None
+
+
+def test_buttons_answer_through_the_same_scoped_handlers(shop: Context) -> None:
+    ctx = shop
+    ops = ChatUser(staff_id="ana", roles=frozenset({"ops"}))
+    waiting = act(ctx, ops, "show_waiting", "KTL-200", "slack")
+    assert (waiting.intent, waiting.entities) == ("waiting_on_sku", {"sku": "KTL-200"})
+    assert "1042" in waiting.reply and "2001" in waiting.reply
+
+    # A button value comes back from the chat app: another customer's order stays hidden.
+    mine = act(ctx, ChatUser(customer_id="C1"), "order_status", "1042", "whatsapp")
+    theirs = act(ctx, ChatUser(customer_id="C1"), "order_status", "2001", "whatsapp")
+    assert mine.template == "order" and theirs.template == "no_such_order"
+
+    with unit_of_work(ctx.engine) as conn:
+        task = conn.execute(insert(t.tasks).values(kind="procurement_review", sku="KTL-200", title="Review",
+                                                   detail={}, status="open", created_at=ctx.now())
+                            .returning(t.tasks.c.id)).scalar_one()
+    refused = act(ctx, ChatUser(staff_id="slack:U1", roles=frozenset()), "complete_task", str(task), "slack")
+    assert refused.template == "staff_forbidden" and "staff with a role" in refused.reply
+    done = act(ctx, ops, "complete_task", str(task), "slack")
+    assert done.template == "staff_task_done"
+    with pytest.raises(ValueError, match="unknown action 'drop_tables'"):
+        act(ctx, ops, "drop_tables", "x", "slack")
+
+
+def test_a_message_under_two_limits_waits_for_the_stricter(ctx: Context) -> None:
+    now = ctx.now()
+    rows = [{"idempotency_key": f"t:{i}", "kind": "procurement_task", "channel": "console",
+             "recipient": f"@r{i % 2}", "audience": "staff", "line_ids": [], "locale": "en", "body": "b",
+             "payload": {}, "facts": {}, "fallback": [], "urgent": False, "status": "pending", "due_at": now,
+             "attempts": 0, "created_at": now, "occurred_at": now, "expires_at": now + timedelta(hours=1)}
+            for i in range(4)]
+    with unit_of_work(ctx.engine) as conn:
+        conn.execute(insert(t.outbox), rows)
+    cfg = ctx.settings.notify.model_copy(update={"rate_per_destination": {"console": 1.0}, "lease_seconds": 600})
+    dispatcher = Dispatcher(ctx.engine, cfg, {}, clock=ctx.clock, channel_rates={"console": 4.0})
+    slots = {c.row.id: (c.slot - now).total_seconds() for c in dispatcher.claim()}
+    # One a second per recipient (r0: rows 1 and 3, r1: rows 2 and 4), four a second over the channel:
+    # each row takes the later of its two limits, and the channel's slots are never bunched.
+    assert slots == {1: 0.0, 2: 0.25, 3: 1.0, 4: 1.25}
+    with unit_of_work(ctx.engine) as conn:
+        free = conn.execute(select(t.rate_slots.c.key, t.rate_slots.c.next_free_at)).tuples().all()
+    assert {k: (v - now).total_seconds() for k, v in free} == {"console:@r0": 2.0, "console:@r1": 2.0,
+                                                                "console:*": 1.5}
+
+
+def test_unconfigured_channels_answer_404_and_configured_ones_mount(ctx: Context) -> None:
+    app = create_app(ctx, background_applier=False)
+    assert app.state.channels == []
+    client = TestClient(app)
+    for path in ("/slack/events", "/api/messages", "/twilio/sms", "/twilio/whatsapp", "/twilio/status"):
+        assert client.post(path, content=b"{}").status_code == 404, path
+
+
+@pytest.mark.parametrize(("section", "values", "named"), [
+    ("slack", {"bot_token": "xoxb-1"}, "slack.signing_secret"),
+    ("slack", {"signing_secret": "s"}, "slack.bot_token"),
+    ("teams", {"app_id": "00000000-0000-0000-0000-000000000001"}, "teams.app_password"),
+    ("teams", {"app_id": "a", "app_password": "p"}, "teams.tenant_id"),
+    ("twilio", {"account_sid": "AC1"}, "twilio.auth_token"),
+    ("twilio", {"account_sid": "AC1", "auth_token": "t"}, "twilio.public_base_url"),
+    ("twilio", {"account_sid": "AC1", "auth_token": "t", "public_base_url": "https://x"}, "twilio.sms_from"),
+    ("twilio", {"account_sid": "AC1", "auth_token": "t", "public_base_url": "https://x", "sms_from": "12"},
+     "sms_from"),
+])
+def test_a_misconfigured_channel_fails_at_start_naming_the_key(section: str, values: dict[str, Any],
+                                                                named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        load_settings(**{section: values})
+
+
+def test_the_slack_channel_setting_routes_team_alerts_to_slack() -> None:
+    s = load_settings(slack={"bot_token": "xoxb-1", "signing_secret": "s", "channel": "C42"})
+    assert (s.staff.team.channels[0], s.staff.team.slack_channel) == ("slack", "C42")
+    own = load_settings(slack={"bot_token": "xoxb-1", "signing_secret": "s", "channel": "C42"},
+                        staff={"team": {"channels": ["console"], "slack_channel": "C7"}})
+    assert (own.staff.team.channels, own.staff.team.slack_channel) == (["console"], "C7")
+
+
+def test_serve_refuses_a_misconfigured_channel_and_staff_cli_links_accounts(tmp_path: Path, database_url: str,
+                                                                           ctx: Context) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKORDER_")}
+    env.update(BACKORDER_DATABASE_URL=database_url, COLUMNS="160")
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "backorder", *args], cwd=tmp_path, env={**env, **extra},
+                              capture_output=True, text=True, timeout=120)
+
+    bad = run("serve", "--port", "1", BACKORDER_TWILIO__ACCOUNT_SID="AC1")
+    assert bad.returncode == 2 and "twilio.auth_token" in bad.stdout, bad.stdout + bad.stderr
+
+    done = run("staff", "add", "ana", "--role", "ops", "--slack-user", "U0ANA", "--phone", "+44 7911 123456")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for args, field in ((("--role", "Bad Role"), "--role"), (("--role", "ops", "--phone", "12345"), "--phone"),
+                        (("--role", "ops", "--slack-user", "bob"), "--slack-user")):
+        refused = run("staff", "add", "x", *args)
+        assert refused.returncode == 2 and field in refused.stdout, refused.stdout
+    taken = run("staff", "add", "bob", "--role", "ops", "--slack-user", "U0ANA")
+    assert taken.returncode == 2 and "already linked to staff ana" in taken.stdout
+    listed = run("staff", "list")
+    assert "ana" in listed.stdout and "+447911123456" in listed.stdout
+    with ctx.engine.connect() as conn:
+        assert channels.staff_user(conn, ctx.settings, "slack_user", "U0ANA") == ChatUser(
+            staff_id="ana", roles=frozenset({"ops"}))
+    assert run("staff", "remove", "ana").returncode == 0
+    assert run("staff", "remove", "ana").returncode == 2
+    assert json.dumps(listed.returncode) == "0"
