@@ -1,0 +1,115 @@
+"""Slack: alerts as Block Kit messages through chat.postMessage, follow-ups on a topic as thread replies.
+
+The recipient is a channel id (C…, G…) or a user id (U…, W…): a user's DM is opened first with
+conversations.open. The dispatcher keeps Slack's 1 message/s per channel and retries; this sender only
+classifies a failure and passes Retry-After on, so the SDK's own retry handlers are turned off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import Engine
+
+from backorder.config import SlackSettings
+from notifiers import slack_blocks
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent
+from services.channels import remember_thread, thread_of
+from store.db import unit_of_work
+
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+# Errors that will not change on a retry of the same message: the address or the token is wrong.
+PERMANENT = frozenset({"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive",
+                       "user_not_found", "token_revoked", "not_authed", "missing_scope", "cannot_dm_bot",
+                       "user_disabled", "invalid_blocks", "msg_too_long", "no_text", "restricted_action"})
+TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+TIMEOUT_S = 10
+
+
+class SlackSender:
+    channel = "slack"
+
+    def __init__(self, settings: SlackSettings, engine: Engine) -> None:
+        if settings.bot_token is None:
+            raise ValueError("slack.bot_token is needed to send to Slack")
+        self._token = settings.bot_token.get_secret_value()
+        self._base_url = settings.api_base_url
+        self._engine = engine
+        self._client: AsyncWebClient | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def _web(self) -> AsyncWebClient:
+        # The session is made on first use: aiohttp wants a running event loop for it.
+        if self._client is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+            self._client = AsyncWebClient(token=self._token, base_url=self._base_url, session=self._session,
+                                          timeout=TIMEOUT_S, retry_handlers=[])
+        return self._client
+
+    async def send(self, msg: Outgoing) -> Sent:
+        recipient = msg.recipient.strip()
+        if not (CHANNEL_ID.match(recipient) or USER_ID.match(recipient)):
+            raise PermanentError("bad_recipient", f"{recipient!r} is not a Slack channel or user id")
+        card: dict[str, Any] = msg.payload or {}
+        topic = card.get("topic")
+        thread = await asyncio.to_thread(self._thread_of, recipient, topic) if topic else None
+        channel = await self._call("conversations_open", users=recipient) if USER_ID.match(recipient) else None
+        channel_id = channel["channel"]["id"] if channel is not None else recipient
+        args = slack_blocks.message(card, msg.body)
+        if thread is not None:
+            args["thread_ts"] = thread
+        posted = await self._call("chat_postMessage", channel=channel_id, unfurl_links=False, unfurl_media=False,
+                                  **args)
+        ts = str(posted["ts"])
+        if topic and thread is None:
+            await asyncio.to_thread(self._remember, recipient, topic, ts)
+        return Sent(provider_id=f"{posted.get('channel') or channel_id}:{ts}")
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._web(), method)(**kwargs)
+        except SlackApiError as exc:
+            raise classify(exc) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RetryableError("connection", f"{type(exc).__name__}: {exc}") from None
+
+    def _thread_of(self, destination: str, topic: str) -> str | None:
+        with unit_of_work(self._engine) as conn:
+            return thread_of(conn, "slack", destination, topic)
+
+    def _remember(self, destination: str, topic: str, ts: str) -> None:
+        with unit_of_work(self._engine) as conn:
+            remember_thread(conn, "slack", destination, topic, ts, datetime.now(UTC))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        self._session = None
+        self._client = None
+
+
+def classify(exc: SlackApiError) -> RetryableError | PermanentError:
+    """A Web API failure as the dispatcher needs it: retry later (how much later), or never on Slack."""
+    response = exc.response
+    status = response.status_code
+    error = str(response.get("error") or f"http_{status}") if isinstance(response.data, dict) else f"http_{status}"
+    if status == 429 or error == "ratelimited":
+        raw = response.headers.get("Retry-After") if response.headers else None
+        return RetryableError("rate_limited", error, retry_after=_seconds(raw))
+    if status >= 500 or error in TRANSIENT:
+        return RetryableError("server_error", error)
+    return PermanentError(error, f"HTTP {status}")
+
+
+def _seconds(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,349 @@
+"""A fake Slack Web API on 127.0.0.1, and inbound requests built and signed the way Slack sends them.
+
+    with FakeSlack(token="xoxb-test") as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)   # ".../api/", trailing slash
+        ... slack.calls("chat.postMessage")[0].args["text"]
+        slack.fail_next("chat.postMessage", "ratelimited", retry_after=3)   # 429 + Retry-After: 3
+        slack.fail_next("chat.postMessage", "channel_not_found")            # 200 {"ok": false, ...}
+        slack.wait_for("chat.postMessage", 2)                               # block until 2 arrived
+        slack.response_url("T1")   # where a slash command's or a button's respond() posts; recorded too
+        slack.push({"envelope_id": "e1", "type": "events_api", "payload": {...}})   # Socket Mode; acks recorded
+
+Every call is recorded (method, arguments from a form or JSON body, headers, monotonic arrival time).
+A wrong or missing bearer token gets {"ok": false, "error": "invalid_auth"} as Slack answers it.
+
+    signer = SlackSigner("signing-secret")
+    body, headers = signer.event({"type": "message", ...}, event_id="Ev1")     # event_callback envelope
+    body, headers = signer.command("/backorder", "where is 1042", user_id="U1", response_url=...)
+    body, headers = signer.interaction({"type": "block_actions", ...})        # payload=<json>, form-encoded
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import WSMsgType, web
+
+TEAM_ID = "T0BACKORD"
+APP_ID = "A0BACKORD"
+BOT_USER = "UBOT0001"
+BOT_ID = "BBOT0001"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    method: str  # "chat.postMessage", or "response_url" for a POST to a response URL
+    args: dict[str, Any]
+    headers: dict[str, str]
+    monotonic: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    error: str  # Slack's error code; "ratelimited" answers 429, "http_500" answers HTTP 500
+    retry_after: int
+
+
+class _State:
+    def __init__(self, token: str, app_token: str | None) -> None:
+        self.token = token
+        self.app_token = app_token
+        self.port = 0
+        self.socket: web.WebSocketResponse | None = None
+        self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
+        self.calls: list[Call] = []
+        self.failures: dict[str, deque[Failure]] = {}
+        self.ts = itertools.count(1)
+
+    def next_ts(self) -> str:
+        return f"1767225600.{next(self.ts):06d}"
+
+
+def _answer(state: _State, method: str, args: dict[str, Any]) -> dict[str, Any]:
+    """What Slack answers to a successful call, as much of it as the code reads."""
+    if method == "auth.test":
+        return {"ok": True, "url": "https://backorder.slack.com/", "team": "Backorders", "user": "backorder",
+                "team_id": TEAM_ID, "user_id": BOT_USER, "bot_id": BOT_ID, "is_enterprise_install": False}
+    if method in ("chat.postMessage", "chat.update"):
+        ts = state.next_ts() if method == "chat.postMessage" else str(args.get("ts"))
+        channel = str(args.get("channel", ""))
+        message = {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "text": args.get("text", ""), "ts": ts}
+        if "blocks" in args:
+            message["blocks"] = args["blocks"]
+        if "thread_ts" in args:
+            message["thread_ts"] = args["thread_ts"]
+        return {"ok": True, "channel": channel, "ts": ts, "message": message}
+    if method == "chat.postEphemeral":
+        return {"ok": True, "message_ts": state.next_ts()}
+    if method == "conversations.open":
+        users = str(args.get("users", ""))
+        return {"ok": True, "channel": {"id": "D" + users.split(",")[0].lstrip("UW")}}
+    if method in ("views.publish", "views.open"):
+        view = args.get("view")
+        view = json.loads(view) if isinstance(view, str) else view
+        return {"ok": True, "view": {"id": "V" + str(next(state.ts)), **(view or {})}}
+    if method == "users.info":
+        user = str(args.get("user", ""))
+        return {"ok": True, "user": {"id": user, "team_id": TEAM_ID, "name": user.lower(), "real_name": user,
+                                     "tz": "Europe/London", "is_bot": False}}
+    return {"ok": False, "error": "unknown_method"}
+
+
+def _make_app(state: _State) -> web.Application:
+    async def api(request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        raw = await request.read()
+        if request.content_type == "application/json" and raw:
+            args: dict[str, Any] = json.loads(raw)
+        else:
+            args = dict(parse_qsl(raw.decode()))
+        args.update(request.query)
+        for key in ("blocks", "view"):  # a form body carries them as JSON text
+            if isinstance(args.get(key), str):
+                args[key] = json.loads(args[key])
+        with state.lock:
+            state.calls.append(Call(method, args, dict(request.headers), time.monotonic()))
+            queued = state.failures.get(method)
+            failure = queued.popleft() if queued else None
+            state.arrived.notify_all()
+        if method == "apps.connections.open":  # Socket Mode: the app-level (xapp-) token, not the bot's
+            if state.app_token is None or request.headers.get("Authorization") != f"Bearer {state.app_token}":
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+            return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{state.port}/link/?ticket=t1"})
+        if request.headers.get("Authorization") != f"Bearer {state.token}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if failure is not None:
+            if failure.error == "ratelimited":
+                return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                         headers={"Retry-After": str(failure.retry_after)})
+            if failure.error.startswith("http_"):
+                return web.json_response({"ok": False, "error": failure.error}, status=int(failure.error[5:]))
+            return web.json_response({"ok": False, "error": failure.error})
+        return web.json_response(_answer(state, method, args))
+
+    async def response_url(request: web.Request) -> web.Response:
+        args = await request.json()
+        with state.lock:
+            state.calls.append(Call("response_url", {**args, "_path": request.path}, dict(request.headers),
+                                    time.monotonic()))
+            state.arrived.notify_all()
+        return web.Response(text="ok")
+
+    async def link(request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode's WebSocket: hello first, then envelopes pushed by the test; acks are recorded."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "hello", "num_connections": 1, "debug_info": {"host": "fake-slack"},
+                            "connection_info": {"app_id": APP_ID}})
+        with state.lock:
+            state.socket = ws
+            state.arrived.notify_all()
+        async for frame in ws:
+            if frame.type == WSMsgType.TEXT:
+                with state.lock:
+                    state.calls.append(Call("socket_ack", json.loads(frame.data), {}, time.monotonic()))
+                    state.arrived.notify_all()
+        with state.lock:
+            state.socket = None
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/link/", link)
+    app.router.add_post("/api/{method}", api)
+    app.router.add_post("/response/{key}", response_url)
+    return app
+
+
+class FakeSlack:
+    """The Slack Web API on 127.0.0.1, served from its own thread and event loop."""
+
+    def __init__(self, token: str = "xoxb-test-token", host: str = "127.0.0.1", *,
+                 app_token: str | None = None) -> None:
+        self.host = host
+        self.port = 0
+        self._state = _State(token, app_token)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + "/api/"
+
+    def response_url(self, key: str) -> str:
+        return f"{self.base_url}/response/{key}"
+
+    # -- control
+    def fail_next(self, method: str, error: str, *, count: int = 1, retry_after: int = 1) -> None:
+        with self._state.lock:
+            self._state.failures.setdefault(method, deque()).extend([Failure(error, retry_after)] * count)
+
+    # -- what arrived
+    def calls(self, method: str | None = None) -> list[Call]:
+        with self._state.lock:
+            return [c for c in self._state.calls if method is None or c.method == method]
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[Call]:
+        """Block until `count` calls of `method` arrived (TimeoutError naming what did arrive)."""
+        deadline = time.monotonic() + timeout
+        with self._state.arrived:
+            while True:
+                got = [c for c in self._state.calls if c.method == method]
+                if len(got) >= count:
+                    return got
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [c.method for c in self._state.calls]
+                    raise TimeoutError(f"{len(got)} of {count} {method} call(s) arrived; all calls: {seen}")
+                self._state.arrived.wait(left)
+
+    # -- Socket Mode
+    def push(self, envelope: dict[str, Any], timeout: float = 10.0) -> None:
+        """Send one Socket Mode envelope to the connected app (waits for it to connect)."""
+        deadline = time.monotonic() + timeout
+        with self._state.arrived:
+            while self._state.socket is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("no Socket Mode connection")
+                self._state.arrived.wait(left)
+            ws = self._state.socket
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(ws.send_json(envelope), self._loop).result(timeout)
+
+    # -- lifecycle
+    def start(self) -> FakeSlack:
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        async def serve() -> None:
+            runner = web.AppRunner(_make_app(self._state), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+            server = site._server
+            assert server is not None
+            self.port = self._state.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._stop = asyncio.Event()
+            ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await runner.cleanup()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(serve())
+            except BaseException as exc:  # surfaced by start() instead of dying silently in the thread
+                errors.append(exc)
+                ready.set()
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-slack", daemon=True)
+        self._thread.start()
+        if not ready.wait(10.0) or errors:
+            raise RuntimeError(f"fake Slack did not start: {errors}")
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10.0)
+        self._thread = None
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class SlackSigner:
+    """Inbound requests as Slack sends them: the raw body and headers, signed with the signing secret."""
+
+    def __init__(self, secret: str, team_id: str = TEAM_ID, app_id: str = APP_ID) -> None:
+        self.secret = secret
+        self.team_id = team_id
+        self.app_id = app_id
+
+    def sign(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        base = b"v0:" + ts.encode() + b":" + body
+        digest = hmac.new(self.secret.encode(), base, hashlib.sha256).hexdigest()
+        return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+    def event(self, event: dict[str, Any], *, event_id: str, retry_num: int | None = None,
+              timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+        now = int(time.time()) if timestamp is None else timestamp
+        envelope = {"token": "legacy-verification-token", "team_id": self.team_id, "api_app_id": self.app_id,
+                    "event": event, "type": "event_callback", "event_id": event_id, "event_time": now,
+                    "authorizations": [{"enterprise_id": None, "team_id": self.team_id, "user_id": BOT_USER,
+                                        "is_bot": True, "is_enterprise_install": False}],
+                    "is_ext_shared_channel": False, "event_context": f"4-{event_id}"}
+        body = json.dumps(envelope).encode()
+        headers = {"Content-Type": "application/json", **self.sign(body, timestamp)}
+        if retry_num is not None:
+            headers |= {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+        return body, headers
+
+    def url_verification(self, challenge: str) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({"token": "legacy-verification-token", "challenge": challenge,
+                           "type": "url_verification"}).encode()
+        return body, {"Content-Type": "application/json", **self.sign(body)}
+
+    def command(self, command: str, text: str, *, user_id: str, channel_id: str = "C0GENERAL",
+                response_url: str, trigger_id: str = "13345224609.738474920.8088930838d88f008e0") -> tuple[
+                    bytes, dict[str, str]]:
+        form = {"token": "legacy-verification-token", "team_id": self.team_id, "team_domain": "backorders",
+                "channel_id": channel_id, "channel_name": "general", "user_id": user_id,
+                "user_name": user_id.lower(), "command": command, "text": text, "api_app_id": self.app_id,
+                "is_enterprise_install": "false", "response_url": response_url, "trigger_id": trigger_id}
+        body = urlencode(form).encode()
+        return body, {"Content-Type": "application/x-www-form-urlencoded", **self.sign(body)}
+
+    def interaction(self, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return body, {"Content-Type": "application/x-www-form-urlencoded", **self.sign(body)}
+
+    def block_actions(self, *, user_id: str, action_id: str, value: str, channel_id: str, message_ts: str,
+                      response_url: str, thread_ts: str | None = None) -> tuple[bytes, dict[str, str]]:
+        """A button press on a message the bot posted (the payload Slack sends for block_actions)."""
+        message: dict[str, Any] = {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "ts": message_ts,
+                                   "text": "card"}
+        if thread_ts is not None:
+            message["thread_ts"] = thread_ts
+        return self.interaction({
+            "type": "block_actions",
+            "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": self.team_id},
+            "api_app_id": self.app_id, "token": "legacy-verification-token",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel_id,
+                          "is_ephemeral": False},
+            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+            "team": {"id": self.team_id, "domain": "backorders"},
+            "channel": {"id": channel_id, "name": "backorders"},
+            "message": message, "response_url": response_url,
+            "actions": [{"action_id": action_id, "block_id": "b1", "text": {"type": "plain_text", "text": "x"},
+                         "value": value, "type": "button", "action_ts": f"{int(time.time())}.000100"}],
+        })

@@ -1,0 +1,396 @@
+"""The Slack front door and sender on both stores, against a fake Slack Web API on 127.0.0.1.
+
+Inbound requests are built and signed as Slack sends them (tests/fakes/slack_api.py SlackSigner); what the
+app says back arrives at the fake through slack_sdk, as it would at slack.com.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from backorder.config import load_settings
+from bot.api import create_app
+from bot.slack import EVENTS_PATH
+from bot.slack.actions import ACTION_IDS
+from bot.slack.commands import COMMANDS
+from bot.slack.events import EVENTS
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent
+from notifiers.senders.slack import SlackSender
+from services.channels import add_staff
+from services.chat import ACTIONS
+from services.context import Context
+from services.tasks import open_task
+from services.worker import drain_outbox
+from store import tables as t
+from store.db import unit_of_work
+from tests.fakes.slack_api import BOT_USER, FakeSlack, SlackSigner
+
+TOKEN = "xoxb-1234-5678-backorder"
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TEAM_CHANNEL = "C0TEAM123"
+
+
+def ev(event_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event_id": event_id, "type": type_, "occurred_at": "2026-03-02T08:00:00Z", "source": "t",
+            "data": data}
+
+
+SEED = [
+    ev("w", "warehouse.upserted", {"warehouse_id": "LDS", "name": "Leeds", "region": "north"}),
+    ev("p1", "product.upserted", {"sku": "KTL-200", "name": "Blue kettle", "price": 40, "lead_time_days": 9}),
+    ev("p2", "product.upserted", {"sku": "TST-4", "name": "Four-slice toaster", "price": 30}),
+    ev("c1", "customer.upserted", {"customer_id": "C1", "name": "Ada", "region": "north"}),
+    ev("o1", "order.placed", {"order_id": "1042", "customer_id": "C1", "lines": [
+        {"line_id": "1", "sku": "KTL-200", "qty": 2, "unit_price": 40}]}),
+]
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack(TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def sctx(ctx: Context, slack: FakeSlack) -> Context:
+    """The test context with [slack] pointed at the fake and team alerts going to one Slack channel."""
+    settings = load_settings(
+        database_url=ctx.settings.database_url,
+        slack={"bot_token": TOKEN, "signing_secret": SECRET, "api_base_url": slack.api_url},
+        staff={"team": {"channels": ["slack"], "slack_channel": TEAM_CHANNEL}},
+        # The daily ops digest (due at 08:00, the clock says 09:00) would join every drain: off here.
+        notify={"rate_per_destination": {"slack": 5.0}, "rules": {"ops_digest": {"enabled": False}}},
+    )
+    return Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
+
+
+@pytest.fixture
+def client(sctx: Context) -> Iterator[TestClient]:
+    # As a context manager the app's event loop outlives each request: Bolt answers after its ack.
+    with TestClient(create_app(sctx, background_applier=False)) as c:
+        assert c.post("/events", json=SEED).status_code == 200
+        yield c
+
+
+signer = SlackSigner(SECRET)
+
+
+def post(client: TestClient, signed: tuple[bytes, dict[str, str]]) -> Any:
+    body, headers = signed
+    return client.post("/slack/events", content=body, headers=headers)
+
+
+def dm(text: str, user: str = "U0ALICE", ts: str = "1767225600.000100") -> dict[str, Any]:
+    return {"type": "message", "channel": "D0ALICE", "user": user, "text": text, "ts": ts, "event_ts": ts,
+            "channel_type": "im", "client_msg_id": f"m-{ts}", "team": "T0BACKORD"}
+
+
+def open_tasks(ctx: Context, *skus: str) -> list[int]:
+    ids = []
+    with unit_of_work(ctx.engine) as conn:
+        for sku in skus:
+            task_id = open_task(conn, ctx, "procurement_review", sku=sku, title=f"Expedite {sku}",
+                                detail={"reason": "waiting"}, cause=f"test:{sku}", severity="high")
+            assert task_id is not None
+            ids.append(task_id)
+    return ids
+
+
+def task_status(ctx: Context, task_id: int) -> str:
+    with ctx.engine.connect() as conn:
+        return str(conn.execute(select(t.tasks.c.status).where(t.tasks.c.id == task_id)).scalar_one())
+
+
+# -- the door: signatures -------------------------------------------------------------------------
+def test_a_signed_request_is_accepted(client: TestClient, slack: FakeSlack) -> None:
+    assert post(client, signer.event(dm("open tasks"), event_id="EvOK")).status_code == 200
+    assert slack.wait_for("chat.postMessage")[0].args["channel"] == "D0ALICE"
+
+
+def test_unsigned_wrong_tampered_and_stale_requests_get_401(client: TestClient, slack: FakeSlack) -> None:
+    body, headers = signer.event(dm("open tasks"), event_id="EvBAD")
+    unsigned = {"Content-Type": "application/json"}
+    assert client.post("/slack/events", content=body, headers=unsigned).status_code == 401
+    wrong = SlackSigner("not-the-secret").event(dm("open tasks"), event_id="EvBAD")
+    assert post(client, wrong).status_code == 401
+    tampered = body.replace(b"open tasks", b"allocate KTL-200")
+    assert client.post("/slack/events", content=tampered, headers=headers).status_code == 401
+    stale = signer.event(dm("open tasks"), event_id="EvBAD", timestamp=int(time.time()) - 301)
+    assert post(client, stale).status_code == 401
+    # None of them reached a listener: the Web API heard nothing (not even auth.test).
+    assert slack.calls() == []
+
+
+def test_url_verification_echoes_the_challenge(client: TestClient) -> None:
+    r = post(client, signer.url_verification("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"))
+    assert r.status_code == 200 and r.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+
+
+def test_slack_is_not_mounted_when_not_configured(ctx: Context) -> None:
+    with TestClient(create_app(ctx, background_applier=False)) as c:
+        assert c.post("/slack/events", content=b"{}").status_code == 404
+
+
+# -- the door: questions ----------------------------------------------------------------------------
+def test_a_direct_message_is_answered_from_the_store(client: TestClient, slack: FakeSlack, sctx: Context) -> None:
+    r = post(client, signer.event(dm("who's waiting on KTL-200?"), event_id="EvDM1"))
+    assert r.status_code == 200
+    sent = slack.wait_for("chat.postMessage")[0]
+    assert sent.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert sent.args["channel"] == "D0ALICE" and "thread_ts" not in sent.args
+    assert "*1 line(s) wait for KTL-200*" in sent.args["text"] and "order *1042* (C1" in sent.args["text"]
+    with sctx.engine.connect() as conn:
+        seen = conn.execute(select(t.inbound_messages.c.message_id, t.inbound_messages.c.sender)
+                            .where(t.inbound_messages.c.channel == "slack")).all()
+        state = conn.execute(select(t.conversations.c.key)).scalars().all()
+    assert [tuple(s) for s in seen] == [("EvDM1", "U0ALICE")]
+    assert "slack:staff:slack:U0ALICE" in state  # the unlinked user's conversation, kept per channel
+
+
+def test_a_mention_is_answered_in_a_thread_without_the_mention(client: TestClient, slack: FakeSlack) -> None:
+    mention = {"type": "app_mention", "user": "U0BOB", "text": f"<@{BOT_USER}> open tasks please",
+               "ts": "1767225700.000200", "channel": "C0OPS", "event_ts": "1767225700.000200"}
+    assert post(client, signer.event(mention, event_id="EvMention")).status_code == 200
+    sent = slack.wait_for("chat.postMessage")[0]
+    assert sent.args["channel"] == "C0OPS" and sent.args["thread_ts"] == "1767225700.000200"
+    assert sent.args["text"] == "No open tasks."
+
+
+def test_a_retried_event_is_acked_and_answered_once(client: TestClient, slack: FakeSlack) -> None:
+    first = signer.event(dm("open tasks"), event_id="EvRetry")
+    assert post(client, first).status_code == 200
+    slack.wait_for("chat.postMessage", 1)
+    retry = signer.event(dm("open tasks"), event_id="EvRetry", retry_num=1)
+    assert post(client, retry).status_code == 200
+    # A later, different event is answered; by then a wrongly answered retry would have been posted too.
+    assert post(client, signer.event(dm("open tasks", ts="1767225600.000300"), event_id="EvNext")).status_code == 200
+    assert len(slack.wait_for("chat.postMessage", 2)) == 2
+    assert len(slack.calls("chat.postMessage")) == 2
+
+
+def test_slash_command_answers_privately_and_empty_gives_help(client: TestClient, slack: FakeSlack) -> None:
+    r = post(client, signer.command("/backorder", "who's waiting on KTL-200?", user_id="U0ALICE",
+                                    response_url=slack.response_url("cmd1")))
+    assert r.status_code == 200 and r.text == ""
+    answer = slack.wait_for("response_url")[0]
+    assert answer.args["_path"] == "/response/cmd1" and answer.args["response_type"] == "ephemeral"
+    assert "*1 line(s) wait for KTL-200*" in answer.args["text"]
+    helped = post(client, signer.command("/backorder", "  ", user_id="U0ALICE", response_url=slack.response_url("c2")))
+    assert helped.status_code == 200
+    assert helped.json()["response_type"] == "ephemeral" and "/backorder &lt;question&gt;" in helped.json()["text"]
+
+
+# -- the door: buttons ------------------------------------------------------------------------------
+def press(client: TestClient, slack: FakeSlack, user: str, action: str, value: str, key: str) -> Any:
+    return post(client, signer.block_actions(user_id=user, action_id=f"bo:{action}", value=value,
+                                             channel_id=TEAM_CHANNEL, message_ts="1767225800.000100",
+                                             response_url=slack.response_url(key)))
+
+
+def test_show_waiting_button_is_answered_in_the_alerts_thread(client: TestClient, slack: FakeSlack) -> None:
+    assert press(client, slack, "U0ALICE", "show_waiting", "KTL-200", "b1").status_code == 200
+    sent = slack.wait_for("chat.postMessage")[0]
+    assert sent.args["channel"] == TEAM_CHANNEL and sent.args["thread_ts"] == "1767225800.000100"
+    assert "*1 line(s) wait for KTL-200*" in sent.args["text"]
+
+
+def test_mark_done_is_refused_unlinked_and_done_for_ops(client: TestClient, slack: FakeSlack, sctx: Context) -> None:
+    (task_id,) = open_tasks(sctx, "KTL-200")
+    assert press(client, slack, "U0STRANGER", "complete_task", str(task_id), "b2").status_code == 200
+    refused = slack.wait_for("chat.postMessage")[0]
+    assert refused.args["text"] == "Only staff with a role may close a task."
+    assert task_status(sctx, task_id) == "open"
+    with unit_of_work(sctx.engine) as conn:
+        add_staff(conn, "ops-carol", ["ops"], sctx.now(), slack_user="U0CAROL")
+    assert press(client, slack, "U0CAROL", "complete_task", str(task_id), "b3").status_code == 200
+    done = slack.wait_for("chat.postMessage", 2)[1]
+    assert done.args["text"] == f"Task #{task_id} (Expedite KTL-200) is done."
+    assert task_status(sctx, task_id) == "done"
+
+
+# -- the door: App Home -----------------------------------------------------------------------------
+def test_app_home_shows_backorders_and_tasks(client: TestClient, slack: FakeSlack, sctx: Context) -> None:
+    (task_id,) = open_tasks(sctx, "KTL-200")
+    with unit_of_work(sctx.engine) as conn:
+        add_staff(conn, "ops-carol", ["ops"], sctx.now(), slack_user="U0CAROL")
+    opened = {"type": "app_home_opened", "user": "U0CAROL", "channel": "D0CAROL", "tab": "home",
+              "event_ts": "1767225900.000100"}
+    assert post(client, signer.event(opened, event_id="EvHome")).status_code == 200
+    published = slack.wait_for("views.publish")[0]
+    assert published.args["user_id"] == "U0CAROL"
+    view = published.args["view"]
+    assert view["type"] == "home" and view["blocks"][0]["type"] == "header"
+    texts = json.dumps(view["blocks"], ensure_ascii=False)
+    assert "1 line(s) on backorder" in texts and "order *1042*: 2 × KTL-200 for C1" in texts
+    assert f"#{task_id} Expedite KTL-200" in texts
+    buttons = [b["accessory"] for b in view["blocks"] if "accessory" in b]
+    assert buttons == [{"type": "button", "text": {"type": "plain_text", "text": "Mark done", "emoji": True},
+                        "action_id": "bo:complete_task", "value": str(task_id)}]
+
+
+# -- the sender -------------------------------------------------------------------------------------
+def test_a_team_alert_is_block_kit_and_its_follow_up_a_thread_reply(sctx: Context, slack: FakeSlack) -> None:
+    (task_id,) = open_tasks(sctx, "KTL-200")
+    assert asyncio.run(drain_outbox(sctx)) == 1
+    first = slack.wait_for("chat.postMessage")[0]
+    assert first.args["channel"] == TEAM_CHANNEL and "thread_ts" not in first.args
+    blocks = first.args["blocks"]
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "actions", "context"]
+    assert blocks[0]["text"]["type"] == "plain_text" and len(blocks[0]["text"]["text"]) <= 150
+    fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in blocks[2]["fields"]}
+    assert fields["*Task*"] == f"#{task_id}" and fields["*SKU*"] == "KTL-200"
+    buttons = {(b["action_id"], b["value"]) for b in blocks[3]["elements"]}
+    assert buttons == {("bo:open_task", str(task_id)), ("bo:complete_task", str(task_id)),
+                       ("bo:show_waiting", "KTL-200")}
+    with sctx.engine.connect() as conn:
+        row = conn.execute(select(t.outbox.c.body, t.outbox.c.provider_id, t.outbox.c.status)
+                           .where(t.outbox.c.channel == "slack")).one()
+    assert first.args["text"] == row.body and "KTL-200" in row.body  # the text fallback
+    assert row.provider_id.startswith(f"{TEAM_CHANNEL}:") and row.status == "sent"
+    first_ts = row.provider_id.split(":", 1)[1]
+    # A second alert on the same SKU (an inventory check) threads under the first.
+    with unit_of_work(sctx.engine) as conn:
+        assert open_task(conn, sctx, "inventory_check", sku="KTL-200", title="Count KTL-200", detail={},
+                         cause="test:count") is not None
+    assert asyncio.run(drain_outbox(sctx)) == 1
+    follow_up = slack.wait_for("chat.postMessage", 2)[1]
+    assert follow_up.args["thread_ts"] == first_ts
+    assert follow_up.args["channel"] == TEAM_CHANNEL
+
+
+def test_a_burst_to_one_channel_keeps_the_rate(sctx: Context, slack: FakeSlack) -> None:
+    open_tasks(sctx, "A-1", "A-2", "A-3", "A-4")
+    assert asyncio.run(drain_outbox(sctx)) == 4
+    arrivals = [c.monotonic for c in slack.wait_for("chat.postMessage", 4)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    # 5 messages/s to one channel ([notify] rate_per_destination): at least ~0.2 s apart (a lower bound only).
+    assert min(gaps) >= 0.15 and arrivals[-1] - arrivals[0] >= 0.55
+
+
+def message(recipient: str, payload: dict[str, Any] | None = None, body: str = "Stock for KTL-200 is late") -> Outgoing:
+    return Outgoing(id=1, channel="slack", recipient=recipient, kind="procurement_task", body=body,
+                    idempotency_key="k1", payload=payload or {})
+
+
+async def send(sctx: Context, msg: Outgoing) -> Sent | SendError:
+    sender = SlackSender(sctx.settings.slack, sctx.engine)
+    try:
+        return await sender.send(msg)
+    except SendError as exc:
+        return exc
+    finally:
+        await sender.aclose()
+
+
+def test_a_user_is_reached_in_their_dm_with_text_only(sctx: Context, slack: FakeSlack) -> None:
+    sent = asyncio.run(send(sctx, message("U0ALICE", body="Order 1042 <ships> & more")))
+    assert isinstance(sent, Sent) and sent.provider_id is not None and sent.provider_id.startswith("D0ALICE:")
+    opened, posted = slack.calls()
+    assert opened.method == "conversations.open" and opened.args["users"] == "U0ALICE"
+    assert posted.args["channel"] == "D0ALICE" and "blocks" not in posted.args
+    assert posted.args["text"] == "Order 1042 &lt;ships&gt; &amp; more"
+
+
+def test_429_is_retryable_with_retry_after(sctx: Context, slack: FakeSlack) -> None:
+    slack.fail_next("chat.postMessage", "ratelimited", retry_after=7)
+    err = asyncio.run(send(sctx, message(TEAM_CHANNEL)))
+    assert isinstance(err, RetryableError) and err.reason == "rate_limited" and err.retry_after == 7.0
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "is_archived", "invalid_auth",
+                                   "account_inactive", "user_not_found"])
+def test_address_and_auth_errors_are_permanent(sctx: Context, slack: FakeSlack, error: str) -> None:
+    slack.fail_next("chat.postMessage", error)
+    err = asyncio.run(send(sctx, message(TEAM_CHANNEL)))
+    assert isinstance(err, PermanentError) and err.reason == error
+
+
+def test_server_errors_and_refused_connections_are_retryable(sctx: Context, slack: FakeSlack) -> None:
+    slack.fail_next("chat.postMessage", "http_503")
+    err = asyncio.run(send(sctx, message(TEAM_CHANNEL)))
+    assert isinstance(err, RetryableError) and err.reason == "server_error"
+    down = sctx.settings.model_copy(update={"slack": sctx.settings.slack.model_copy(
+        update={"api_base_url": "http://127.0.0.1:9/api/"})})
+    err = asyncio.run(send(Context(engine=sctx.engine, settings=down, clock=sctx.clock), message(TEAM_CHANNEL)))
+    assert isinstance(err, RetryableError) and err.reason == "connection"
+
+
+def test_a_recipient_that_is_no_slack_id_is_refused(sctx: Context, slack: FakeSlack) -> None:
+    err = asyncio.run(send(sctx, message("#general")))
+    assert isinstance(err, PermanentError) and err.reason == "bad_recipient" and "#general" in str(err)
+    assert slack.calls() == []
+
+
+# -- the manifest -----------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+# Slack's documented scope for each Web API method the code calls (none: no scope needed).
+METHOD_SCOPES: dict[str, set[str]] = {"chat.postMessage": {"chat:write"}, "conversations.open": {"im:write"},
+                                      "views.publish": set(), "auth.test": set()}
+EVENT_SCOPES: dict[str, set[str]] = {"app_mention": {"app_mentions:read"}, "message.im": {"im:history"},
+                                     "app_home_opened": set()}
+CALLS = re.compile(r"client\.([a-z]+_[A-Za-z]+)\(|_call\(\"([a-z]+_[A-Za-z]+)\"|\b(say)\(")
+
+
+def methods_called() -> set[str]:
+    """Every Web API method in the Slack code: client.<method>(...), the sender's _call("<method>"), say()."""
+    sources = [*sorted((ROOT / "bot" / "slack").rglob("*.py")), ROOT / "notifiers" / "senders" / "slack.py"]
+    found: set[str] = {"auth.test"}  # Bolt's single-workspace authorization, on the first request
+    for path in sources:
+        for m in CALLS.finditer(path.read_text()):
+            name = m.group(1) or m.group(2) or "chat_postMessage"  # say() is chat.postMessage
+            found.add(name.replace("_", ".", 1))
+    return found
+
+
+def test_the_manifest_matches_what_the_code_registers_and_calls() -> None:
+    manifest = json.loads((ROOT / "slack" / "manifest.json").read_text())
+    features, settings = manifest["features"], manifest["settings"]
+    assert features["app_home"]["home_tab_enabled"] and features["app_home"]["messages_tab_enabled"]
+    assert features["bot_user"]["display_name"]
+    assert sorted(settings["event_subscriptions"]["bot_events"]) == sorted(EVENTS.values())
+    assert {c["command"] for c in features["slash_commands"]} == set(COMMANDS)
+    urls = [settings["event_subscriptions"]["request_url"], settings["interactivity"]["request_url"],
+            *(c["url"] for c in features["slash_commands"])]
+    assert all(u.startswith("https://") and u.endswith(EVENTS_PATH) for u in urls)
+    assert settings["interactivity"]["is_enabled"] is True
+    assert settings["socket_mode_enabled"] is False and settings["org_deploy_enabled"] is False
+    # Every button a card can carry is handled by the actions listener.
+    assert all(ACTION_IDS.match(f"bo:{action}") for action in ACTIONS) and not ACTION_IDS.match("bo:drop_tables")
+    called = methods_called()
+    assert called == {"auth.test", "chat.postMessage", "conversations.open", "views.publish"}
+    unknown = called - METHOD_SCOPES.keys()
+    assert not unknown, f"add the scope of {unknown} to METHOD_SCOPES and the manifest"
+    needed = set().union(*(METHOD_SCOPES[m] for m in called), *(EVENT_SCOPES[e] for e in EVENTS.values()),
+                         {"commands"} if COMMANDS else set())
+    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(needed)  # exactly: no scope to spare
+
+
+# -- Socket Mode ------------------------------------------------------------------------------------
+def test_socket_mode_answers_over_the_websocket_without_an_http_route(ctx: Context) -> None:
+    with FakeSlack(TOKEN, app_token="xapp-1-A0BACKORD-1-abc") as fake:
+        settings = load_settings(database_url=ctx.settings.database_url,
+                                 slack={"bot_token": TOKEN, "app_token": "xapp-1-A0BACKORD-1-abc",
+                                        "api_base_url": fake.api_url})
+        sctx = Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
+        with TestClient(create_app(sctx, background_applier=False)) as c:
+            # No signing secret: no HTTP request could be verified, so the route is not there at all.
+            assert c.post("/slack/events", content=b"{}").status_code == 404
+            body, _ = signer.event(dm("open tasks"), event_id="EvSocket")
+            fake.push({"envelope_id": "env-1", "type": "events_api", "accepts_response_payload": False,
+                       "retry_attempt": 0, "retry_reason": "", "payload": json.loads(body)})
+            answer = fake.wait_for("chat.postMessage")[0]
+            acks = fake.wait_for("socket_ack")
+        assert answer.args == {**answer.args, "channel": "D0ALICE", "text": "No open tasks."}
+        assert acks[0].args["envelope_id"] == "env-1"
+        assert fake.calls("apps.connections.open")[0].headers["Authorization"] == "Bearer xapp-1-A0BACKORD-1-abc"
