@@ -48,6 +48,8 @@ def staff_add(
     phone: Annotated[str | None, typer.Option("--phone", help="E.164 number for SMS and WhatsApp, +…")] = None,
     name: Annotated[str | None, typer.Option(help="display name")] = None,
     email: Annotated[str | None, typer.Option(help="e-mail address")] = None,
+    warehouse: Annotated[str | None, typer.Option(help="their warehouse id: their App Home shows its backorders")]
+    = None,
 ) -> None:
     """Add a staff member or update one: their roles and the chat accounts that are them."""
     from services.channels import add_staff
@@ -67,7 +69,7 @@ def staff_add(
     try:
         with unit_of_work(ctx.engine) as conn:
             row = add_staff(conn, staff_id, role, ctx.now(), name=name, slack_user=slack_user,
-                            teams_user=teams_user, phone=number, email=email)
+                            teams_user=teams_user, phone=number, email=email, warehouse_id=warehouse)
     except ValueError as exc:
         raise _fail("account", str(exc)) from exc
     console.print(f"staff [bold]{row['staff_id']}[/bold]: roles {', '.join(row['roles'])}; "
@@ -82,10 +84,11 @@ def staff_list() -> None:
     ctx = _context()
     with ctx.engine.connect() as conn:
         rows = list_staff(conn, ctx.settings)
-    table = Table("staff", "roles", "slack", "teams", "phone", "from", title="Staff", title_justify="left")
+    table = Table("staff", "roles", "slack", "teams", "phone", "warehouse", "from", title="Staff",
+                  title_justify="left")
     for r in rows:
         table.add_row(r["staff_id"], ", ".join(r["roles"]), r["slack_user"] or "-", r["teams_user"] or "-",
-                      r["phone"] or "-", r["source"])
+                      r["phone"] or "-", r["warehouse_id"] or "-", r["source"])
     console.print(table if rows else "no staff linked yet: backorder staff add STAFF_ID --role ops --slack-user U…")
 
 

@@ -173,6 +173,7 @@ class StaffMember(BaseModel):
     teams_user: str | None = None
     phone: str | None = Field(None, pattern=E164)
     email: str | None = None
+    warehouse: str | None = None
 
 
 class StaffSettings(BaseModel):
@@ -224,6 +225,8 @@ class TeamsSettings(BaseModel):
     app_password: SecretStr | None = Field(None, description="its client secret")
     tenant_id: str | None = Field(None, description="the Entra tenant the bot belongs to")
     anonymous: bool = Field(False, description="accept unauthenticated requests (local development only)")
+    login_base_url: str = Field("https://login.microsoftonline.com",
+                                description="Entra ID token endpoint base (a local fake in tests)")
 
     @property
     def enabled(self) -> bool:
@@ -231,6 +234,7 @@ class TeamsSettings(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> TeamsSettings:
+        self.login_base_url = self.login_base_url.rstrip("/")
         if self.app_id is not None and not self.anonymous:
             missing = [k for k in ("app_password", "tenant_id") if getattr(self, k) is None]
             if missing:

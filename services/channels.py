@@ -87,11 +87,11 @@ ACCOUNT_FIELDS = ("slack_user", "teams_user", "phone")
 
 def add_staff(conn: Connection, staff_id: str, roles: list[str], now: datetime, *, name: str | None = None,
               slack_user: str | None = None, teams_user: str | None = None, phone: str | None = None,
-              email: str | None = None) -> dict[str, Any]:
+              email: str | None = None, warehouse_id: str | None = None) -> dict[str, Any]:
     """Create or update a staff member; accounts not given keep their value. Returns the stored row."""
     s = t.staff_members
     given = {k: v for k, v in {"name": name, "slack_user": slack_user, "teams_user": teams_user, "phone": phone,
-                               "email": email}.items() if v is not None}
+                               "email": email, "warehouse_id": warehouse_id}.items() if v is not None}
     for field in ACCOUNT_FIELDS:
         if field in given:
             owner = conn.execute(select(s.c.staff_id).where(s.c[field] == given[field])).scalar_one_or_none()
@@ -113,7 +113,8 @@ def list_staff(conn: Connection, settings: Settings) -> list[dict[str, Any]]:
     s = t.staff_members
     stored = [{**dict(r), "source": "store"} for r in conn.execute(select(s).order_by(s.c.staff_id)).mappings()]
     known = {r["staff_id"] for r in stored}
-    configured = [{"staff_id": sid, **m.model_dump(), "source": "config"}
+    configured = [{"staff_id": sid, **m.model_dump(exclude={"warehouse"}), "warehouse_id": m.warehouse,
+                   "source": "config"}
                   for sid, m in sorted(settings.staff.members.items()) if sid not in known]
     return stored + configured
 
@@ -126,10 +127,10 @@ def staff_user(conn: Connection, settings: Settings, field: str, value: str) -> 
     if field not in ACCOUNT_FIELDS:
         raise ValueError(f"unknown account field {field!r}")
     s = t.staff_members
-    row = conn.execute(select(s.c.staff_id, s.c.roles).where(s.c[field] == value)).first()
+    row = conn.execute(select(s.c.staff_id, s.c.roles, s.c.warehouse_id).where(s.c[field] == value)).first()
     if row is not None:
-        return ChatUser(staff_id=row.staff_id, roles=frozenset(row.roles or ()))
+        return ChatUser(staff_id=row.staff_id, roles=frozenset(row.roles or ()), warehouse_id=row.warehouse_id)
     for staff_id, member in settings.staff.members.items():
         if getattr(member, field) == value:
-            return ChatUser(staff_id=staff_id, roles=frozenset(member.roles))
+            return ChatUser(staff_id=staff_id, roles=frozenset(member.roles), warehouse_id=member.warehouse)
     return None

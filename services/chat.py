@@ -44,6 +44,7 @@ class ChatUser:
     roles: frozenset[str] = frozenset()
     phone: str | None = None
     email: str | None = None
+    warehouse_id: str | None = None  # a staff member's own warehouse, where one is linked
 
 
 @dataclass

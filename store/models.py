@@ -394,6 +394,7 @@ class StaffMemberRow(Base):
     teams_user: Mapped[str | None] = mapped_column(String(200), unique=True)
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)
     email: Mapped[str | None] = mapped_column(String(320))
+    warehouse_id: Mapped[str | None] = mapped_column(Id)  # whose backorders their App Home shows first
     updated_at: Mapped[datetime] = mapped_column(TZDateTime)
 
 

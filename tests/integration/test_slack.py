@@ -25,9 +25,10 @@ from bot.slack import EVENTS_PATH
 from bot.slack.actions import ACTION_IDS
 from bot.slack.commands import COMMANDS
 from bot.slack.events import EVENTS
+from bot.slack.home import home_view
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent
 from notifiers.senders.slack import SlackSender
-from services.channels import add_staff
+from services.channels import add_staff, staff_user
 from services.chat import ACTIONS
 from services.context import Context
 from services.tasks import open_task
@@ -237,6 +238,25 @@ def test_app_home_shows_backorders_and_tasks(client: TestClient, slack: FakeSlac
     buttons = [b["accessory"] for b in view["blocks"] if "accessory" in b]
     assert buttons == [{"type": "button", "text": {"type": "plain_text", "text": "Mark done", "emoji": True},
                         "action_id": "bo:complete_task", "value": str(task_id)}]
+
+
+def test_app_home_is_the_users_view_their_warehouse_and_their_tasks(client: TestClient, sctx: Context) -> None:
+    (review,) = open_tasks(sctx, "KTL-200")
+    with unit_of_work(sctx.engine) as conn:
+        check = open_task(conn, sctx, "inventory_check", sku="TST-4", title="Count TST-4", detail={},
+                          cause="test:count")
+        add_staff(conn, "pat", ["procurement"], sctx.now(), slack_user="U0PAT", warehouse_id="BRS")
+        add_staff(conn, "lee", ["warehouse_manager"], sctx.now(), slack_user="U0LEE", warehouse_id="LDS")
+        pat = staff_user(conn, sctx.settings, "slack_user", "U0PAT")
+        lee = staff_user(conn, sctx.settings, "slack_user", "U0LEE")
+    assert pat is not None and lee is not None and lee.warehouse_id == "LDS"
+    pat_view = json.dumps(home_view(sctx, pat)["blocks"], ensure_ascii=False)
+    assert "Nothing is on backorder in BRS" in pat_view  # C1 is in the north: LDS's region, not BRS's
+    assert f"#{review} Expedite KTL-200" in pat_view and "Count TST-4" not in pat_view
+    lee_view = json.dumps(home_view(sctx, lee)["blocks"], ensure_ascii=False)
+    assert "1 line(s) on backorder* in LDS" in lee_view and "order *1042*" in lee_view
+    assert f"#{check} Count TST-4" in lee_view and "Expedite KTL-200" not in lee_view
+    assert "bo:complete_task" not in lee_view  # neither may act: no buttons
 
 
 # -- the sender -------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ def upgrade() -> None:
     sa.Column('teams_user', sa.String(length=200), nullable=True),
     sa.Column('phone', sa.String(length=20), nullable=True),
     sa.Column('email', sa.String(length=320), nullable=True),
+    sa.Column('warehouse_id', sa.String(length=100), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('staff_id', name=op.f('pk_staff_members')),
     sa.UniqueConstraint('phone', name=op.f('uq_staff_members_phone')),
