@@ -1,0 +1,78 @@
+"""A channel-neutral card (notifiers/render.py) drawn as an Adaptive Card 1.5 for Microsoft Teams.
+
+Buttons are Action.Execute (Universal Actions: the bot answers the invoke with a card that replaces
+this one); each carries an Action.Submit fallback with the same data, for hosts that predate 1.4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+VERSION = "1.5"
+MAX_ACTIONS = 3  # what the planner's cards hold (WhatsApp's limit); Teams shows more, nothing needs them
+
+
+def action_data(action_id: str, value: str) -> dict[str, str]:
+    """What a button sends back: the same shape for Action.Execute data and Action.Submit value."""
+    return {"action": action_id, "value": value}
+
+
+def _action(action: Mapping[str, Any]) -> dict[str, Any]:
+    data = action_data(str(action["id"]), str(action.get("value", "")))
+    return {
+        "type": "Action.Execute",
+        "verb": data["action"],
+        "title": str(action["label"]),
+        "data": data,
+        "fallback": {"type": "Action.Submit", "title": str(action["label"]), "data": data},
+    }
+
+
+def adaptive_card(card: Mapping[str, Any]) -> dict[str, Any]:
+    """The Adaptive Card JSON of a card {"title", "text", "fields", "actions", ...}; ValueError naming a bad part."""
+    if not isinstance(card.get("title"), str) or not card["title"].strip():
+        raise ValueError("card.title: a non-empty string is needed")
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "text": card["title"], "weight": "Bolder", "size": "Medium", "wrap": True},
+    ]
+    if card.get("text"):
+        body.append({"type": "TextBlock", "text": str(card["text"]), "wrap": True})
+    facts = []
+    for i, field in enumerate(card.get("fields") or []):
+        if not isinstance(field, Mapping) or "label" not in field or "value" not in field:
+            raise ValueError(f"card.fields[{i}]: needs a label and a value")
+        facts.append({"title": str(field["label"]), "value": str(field["value"])})
+    if facts:
+        body.append({"type": "FactSet", "facts": facts})
+    actions = []
+    for i, action in enumerate((card.get("actions") or [])[:MAX_ACTIONS]):
+        if not isinstance(action, Mapping) or not action.get("id") or not action.get("label"):
+            raise ValueError(f"card.actions[{i}]: needs an id and a label")
+        actions.append(_action(action))
+    made: dict[str, Any] = {"type": "AdaptiveCard", "$schema": SCHEMA, "version": VERSION, "body": body}
+    if actions:
+        made["actions"] = actions
+    return made
+
+
+def attachment(card: Mapping[str, Any]) -> dict[str, Any]:
+    """The card as a Bot Framework attachment."""
+    return {"contentType": CONTENT_TYPE, "content": adaptive_card(card)}
+
+
+def answer_card(text: str) -> dict[str, Any]:
+    """The card that replaces a pressed one: the answer, as Markdown, and no buttons (one was used)."""
+    return {"type": "AdaptiveCard", "$schema": SCHEMA, "version": VERSION,
+            "body": [{"type": "TextBlock", "text": text, "wrap": True}]}
+
+
+def text_fallback(card: Mapping[str, Any]) -> str:
+    """The card as plain text, for notifications and clients that show no cards."""
+    lines = [str(card.get("title") or "").strip()]
+    if card.get("text"):
+        lines.append(str(card["text"]).strip())
+    lines += [f"{f['label']}: {f['value']}" for f in card.get("fields") or []]
+    return "\n".join(line for line in lines if line)

@@ -1,0 +1,312 @@
+"""A fake Bot Connector service (what Teams' serviceUrl answers) on 127.0.0.1, plus inbound activities as Teams
+sends them and Bot Framework tokens signed with a test key.
+
+    with BotConnector() as bc:
+        body = bc.message("hi", conversation="a:1personal", user="29:1abc", aad="aad-1")
+        ... POST body to our /api/messages ...
+        bc.wait_for(1)[0].activity["text"]        # what the bot posted back
+        bc.fail_next(1, 429, retry_after="3")     # the next post gets 429 + Retry-After: 3 (or 403, 404, 500)
+
+Routes (the Bot Connector REST API v3, and the two Microsoft identity endpoints a bot uses):
+    POST /v3/conversations/{id}/activities              send to a conversation (proactive)
+    POST /v3/conversations/{id}/activities/{replyToId}  reply to an activity
+    POST /v3/conversations                              create a conversation
+    POST /{tenant}/oauth2/v2.0/token                    client-credentials token (Entra ID)
+    GET  /keys                                          the JWKS of the test signing key
+Every POST to /v3 is recorded with its Authorization header; posts answer {"id": "activity-N"}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+BOT_ID = "28:bot-app-id"
+BOT_NAME = "Backorder Bot"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+BF_ISSUER = "https://api.botframework.com"
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    method: str
+    path: str
+    conversation_id: str | None
+    reply_to_id: str | None
+    authorization: str | None
+    activity: dict[str, Any]
+    status: int
+
+
+def _b64(n: int) -> str:
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+class SigningKey:
+    """An RSA key that signs tokens the way the Bot Framework does (RS256, kid in the header)."""
+
+    def __init__(self, kid: str = "test-key-1") -> None:
+        self.kid = kid
+        self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def jwks(self) -> dict[str, Any]:
+        pub = self.private.public_key().public_numbers()
+        return {"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": _b64(pub.n),
+                          "e": _b64(pub.e), "endorsements": ["msteams"]}]}
+
+    def token(self, audience: str, *, service_url: str, issuer: str = BF_ISSUER, lifetime_s: int = 3600,
+              issued_at: float | None = None) -> str:
+        now = int(issued_at if issued_at is not None else time.time())
+        claims = {"iss": issuer, "aud": audience, "serviceurl": service_url, "nbf": now - 5, "iat": now,
+                  "exp": now + lifetime_s}
+        return jwt.encode(claims, self.private, algorithm="RS256", headers={"kid": self.kid})
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
+        self.posts: list[Posted] = []
+        self.tokens: list[dict[str, str]] = []
+        self.failures: deque[tuple[int, str | None]] = deque()
+        self.ids = itertools.count(1)
+
+
+class BotConnector:
+    def __init__(self, *, key: SigningKey | None = None) -> None:
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.key = key or SigningKey()
+        self._state = _State()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    # -- addresses and control
+
+    @property
+    def url(self) -> str:
+        """The serviceUrl Teams puts in activities (with its trailing slash)."""
+        return f"http://{self.host}:{self.port}/"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"http://{self.host}:{self.port}/keys"
+
+    def fail_next(self, count: int, status: int, *, retry_after: str | None = None) -> None:
+        with self._state.lock:
+            self._state.failures.extend([(status, retry_after)] * count)
+
+    @property
+    def posts(self) -> list[Posted]:
+        with self._state.lock:
+            return list(self._state.posts)
+
+    @property
+    def tokens(self) -> list[dict[str, str]]:
+        """The client-credentials forms the token endpoint got."""
+        with self._state.lock:
+            return list(self._state.tokens)
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[Posted]:
+        deadline = time.monotonic() + timeout
+        with self._state.arrived:
+            while len(self._state.posts) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{len(self._state.posts)} of {count} activities arrived")
+                self._state.arrived.wait(left)
+            return list(self._state.posts)
+
+    # -- inbound activities, as Teams sends them
+
+    def _base(self, type_: str, *, conversation: str, conversation_type: str, user: str, aad: str | None,
+              name: str, id: str | None, team: str | None) -> dict[str, Any]:
+        channel_data: dict[str, Any] = {"tenant": {"id": TENANT}}
+        if conversation_type == "channel":
+            channel_data["team"] = {"id": team or "19:team@thread.tacv2", "name": "Ops"}
+            channel_data["channel"] = {"id": conversation.split(";")[0]}
+        sender: dict[str, Any] = {"id": user, "name": name}
+        if aad is not None:
+            sender["aadObjectId"] = aad
+        return {
+            "type": type_,
+            "id": id or f"1{uuid.uuid4().int % 10**12:012d}",
+            "timestamp": "2026-03-02T09:00:00.000Z",
+            "localTimestamp": "2026-03-02T10:00:00.000+01:00",
+            "serviceUrl": self.url,
+            "channelId": "msteams",
+            "from": sender,
+            "conversation": {"id": conversation, "conversationType": conversation_type, "tenantId": TENANT,
+                             **({"isGroup": True} if conversation_type != "personal" else {})},
+            "recipient": {"id": BOT_ID, "name": BOT_NAME},
+            "entities": [{"type": "clientInfo", "locale": "en-US", "country": "US", "platform": "Web",
+                          "timezone": "Europe/London"}],
+            "channelData": channel_data,
+            "locale": "en-US",
+        }
+
+    def message(self, text: str, *, conversation: str = "a:1personal-chat", conversation_type: str = "personal",
+                user: str = "29:1user", aad: str | None = "aad-user-1", name: str = "Ada Ops",
+                mention: bool = False, id: str | None = None, value: dict[str, Any] | None = None,
+                team: str | None = None) -> dict[str, Any]:
+        """A message; `mention` puts "<at>Backorder Bot</at> " before the text with its mention entity."""
+        body = self._base("message", conversation=conversation, conversation_type=conversation_type, user=user,
+                          aad=aad, name=name, id=id, team=team)
+        body["textFormat"] = "plain"
+        if mention:
+            at = f"<at>{BOT_NAME}</at>"
+            text = f"{at} {text}"
+            body["entities"].append({"type": "mention", "text": at,
+                                     "mentioned": {"id": BOT_ID, "name": BOT_NAME}})
+        if text:
+            body["text"] = text
+        if value is not None:  # Action.Submit: the button's data arrives as the message's value
+            body["value"] = value
+        return body
+
+    def members_added(self, *, conversation: str = "19:ops@thread.tacv2", conversation_type: str = "channel",
+                      user: str = "29:1installer", aad: str | None = "aad-installer", name: str = "Installer",
+                      id: str | None = None) -> dict[str, Any]:
+        """The conversationUpdate Teams sends when the bot is added to a team (the bot is the member added)."""
+        body = self._base("conversationUpdate", conversation=conversation, conversation_type=conversation_type,
+                          user=user, aad=aad, name=name, id=id, team=None)
+        body["membersAdded"] = [{"id": BOT_ID}]
+        body["channelData"]["eventType"] = "teamMemberAdded"
+        return body
+
+    def action_execute(self, verb: str, data: dict[str, Any], *, conversation: str = "a:1personal-chat",
+                       conversation_type: str = "personal", user: str = "29:1user", aad: str | None = "aad-user-1",
+                       name: str = "Ada Ops", id: str | None = None) -> dict[str, Any]:
+        """The invoke a press of an Action.Execute button sends (adaptiveCard/action)."""
+        body = self._base("invoke", conversation=conversation, conversation_type=conversation_type, user=user,
+                          aad=aad, name=name, id=id, team=None)
+        body["name"] = "adaptiveCard/action"
+        body["value"] = {"action": {"type": "Action.Execute", "id": f"btn-{verb}", "verb": verb, "data": data},
+                         "trigger": "manual"}
+        body["replyToId"] = "1699999999999"
+        return body
+
+    # -- server
+
+    def _app(self) -> web.Application:
+        state = self._state
+
+        def record(request: web.Request, body: dict[str, Any], status: int) -> None:
+            with state.lock:
+                state.posts.append(Posted(request.method, request.path, request.match_info.get("conversation"),
+                                          request.match_info.get("reply_to"), request.headers.get("Authorization"),
+                                          body, status))
+                state.arrived.notify_all()
+
+        async def post_activity(request: web.Request) -> web.Response:
+            body = await request.json()
+            with state.lock:
+                failure = state.failures.popleft() if state.failures else None
+                next_id = next(state.ids)
+            if failure is not None:
+                status, retry_after = failure
+                record(request, body, status)
+                headers = {"Retry-After": retry_after} if retry_after is not None else {}
+                return web.json_response({"error": {"code": "Failure", "message": f"status {status}"}},
+                                         status=status, headers=headers)
+            record(request, body, 200)
+            return web.json_response({"id": f"activity-{next_id}"})
+
+        async def create_conversation(request: web.Request) -> web.Response:
+            body = await request.json()
+            record(request, body, 200)
+            with state.lock:
+                n = next(state.ids)
+            return web.json_response({"id": f"a:1created-{n}", "activityId": f"activity-{n}",
+                                      "serviceUrl": self.url})
+
+        async def token(request: web.Request) -> web.Response:
+            form = {k: str(v) for k, v in (await request.post()).items()}
+            with state.lock:
+                state.tokens.append(form)
+                n = len(state.tokens)
+            return web.json_response({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+                                      "access_token": f"bot-token-{n}"})
+
+        async def keys(request: web.Request) -> web.Response:
+            return web.json_response(self.key.jwks())
+
+        app = web.Application()
+        app.router.add_post("/v3/conversations/{conversation}/activities", post_activity)
+        app.router.add_post("/v3/conversations/{conversation}/activities/{reply_to}", post_activity)
+        app.router.add_post("/v3/conversations", create_conversation)
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", token)
+        app.router.add_get("/keys", keys)
+        return app
+
+    def start(self) -> BotConnector:
+        ready = threading.Event()
+
+        async def serve() -> None:
+            self._stopping = asyncio.Event()
+            runner = web.AppRunner(self._app())
+            await runner.setup()
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+            server = site._server
+            assert server is not None
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            try:
+                await self._stopping.wait()
+            finally:
+                await runner.cleanup()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(serve())
+            except BaseException as exc:  # surfaced by start() instead of dying silently in the thread
+                self._error = exc
+                ready.set()
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-bot-connector", daemon=True)
+        self._thread.start()
+        if not ready.wait(10.0) or self._error is not None:
+            raise RuntimeError(f"bot connector did not start: {self._error}")
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join(10.0)
+        self._thread = None
+
+    def __enter__(self) -> BotConnector:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def dumps(activity: dict[str, Any]) -> bytes:
+    return json.dumps(activity).encode()

@@ -1,0 +1,369 @@
+"""Microsoft Teams on both stores: activities as Teams sends them into POST /api/messages, answers and
+alerts captured by a fake Bot Connector (tests/fakes/bot_connector.py) that the Agents SDK posts to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from fastapi.testclient import TestClient
+from jwt import PyJWKClient
+from microsoft_agents.hosting.core.authorization.authentication_constants import AuthenticationConstants
+from microsoft_agents.hosting.core.authorization.jwt import jwt_token_validator
+from sqlalchemy import insert, select
+
+from backorder.config import load_settings
+from bot.api import create_app
+from intents.model import STAFF_INTENTS
+from notifiers.adaptive_cards import CONTENT_TYPE
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError
+from notifiers.senders.teams import TeamsSender
+from services import channels
+from services.context import Context
+from services.inbox import drain, store_events
+from services.worker import drain_outbox
+from store import tables as t
+from store.db import unit_of_work
+from tests.fakes.bot_connector import TENANT, BotConnector, SigningKey
+
+ROOT = Path(__file__).resolve().parents[2]
+OPS = "19:ops@thread.tacv2"
+APP_ID = "00000000-0000-0000-0000-0000000000b0"
+
+
+def ev(event_id: str, type_: str, data: dict[str, Any], at: str = "2026-03-02T08:59:00Z") -> dict[str, Any]:
+    return {"event_id": event_id, "type": type_, "occurred_at": at, "source": "test", "data": data}
+
+
+CATALOG = [
+    ev("w1", "warehouse.upserted", {"warehouse_id": "LDS", "name": "Leeds", "region": "north"}),
+    ev("p1", "product.upserted", {"sku": "KTL-200", "name": "Blue kettle", "price": 40, "lead_time_days": 14}),
+    ev("c1", "customer.upserted", {"customer_id": "C1", "name": "Ada", "region": "north"}),
+    ev("o1", "order.placed", {"order_id": "1042", "customer_id": "C1", "lines": [
+        {"line_id": "1", "sku": "KTL-200", "qty": 2, "unit_price": 40}]}),
+]
+
+
+def apply(ctx: Context, events: list[dict[str, Any]]) -> None:
+    _, ids = store_events(ctx, events)
+    drain(ctx, ids)
+
+
+def teams_ctx(ctx: Context, teams: dict[str, Any] | None = None, **overrides: Any) -> Context:
+    settings = load_settings(database_url=ctx.settings.database_url, teams=teams or {"anonymous": True},
+                             notify={"rules": {"ops_digest": {"enabled": False}}}, **overrides)
+    return Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
+
+
+@pytest.fixture
+def bc() -> Iterator[BotConnector]:
+    with BotConnector() as connector:
+        yield connector
+
+
+@pytest.fixture
+def dev(ctx: Context) -> Context:
+    made = teams_ctx(ctx, staff={"team": {"channels": ["teams"], "teams_conversation": OPS}})
+    apply(made, CATALOG)
+    return made
+
+
+@pytest.fixture
+def client(dev: Context) -> TestClient:
+    return TestClient(create_app(dev, background_applier=False))
+
+
+def post(client: TestClient, activity: dict[str, Any], **headers: str) -> Any:
+    return client.post("/api/messages", content=json.dumps(activity),
+                       headers={"Content-Type": "application/json", **headers})
+
+
+def open_task(ctx: Context, title: str = "Count kettles") -> int:
+    with ctx.engine.begin() as conn:
+        return int(conn.execute(insert(t.tasks).values(kind="inventory_check", sku="KTL-200", title=title, detail={},
+                                                       status="open", created_at=ctx.now())
+                                .returning(t.tasks.c.id)).scalar_one())
+
+
+# -- anonymous (local development) mode ------------------------------------------------------------------
+
+def test_a_personal_chat_question_is_answered_in_a_reply(client: TestClient, bc: BotConnector) -> None:
+    msg = bc.message("who's waiting on KTL-200?")
+    assert post(client, msg).status_code == 202
+    [reply] = bc.wait_for(1)
+    # A reply to the message, in its conversation, with no token: anonymous mode sends none.
+    assert reply.path == f"/v3/conversations/{msg['conversation']['id']}/activities/{msg['id']}"
+    assert reply.authorization is None
+    assert reply.activity["type"] == "message" and reply.activity["replyToId"] == msg["id"]
+    assert reply.activity["text"].startswith("*1 line(s) wait for KTL-200*")
+    assert "order *1042* (C1" in reply.activity["text"]
+
+
+def test_a_channel_mention_is_answered_without_the_mention(client: TestClient, bc: BotConnector, dev: Context) -> None:
+    task_id = open_task(dev)
+    msg = bc.message("open tasks", conversation=f"{OPS};messageid=1700000000000", conversation_type="channel",
+                     mention=True)
+    assert msg["text"] == "<at>Backorder Bot</at> open tasks"
+    assert post(client, msg).status_code == 202
+    [reply] = bc.wait_for(1)
+    assert f"#{task_id} Count kettles" in reply.activity["text"]
+
+
+def test_references_are_stored_on_install_and_on_every_message(client: TestClient, bc: BotConnector,
+                                                               dev: Context) -> None:
+    assert post(client, bc.members_added(conversation=OPS, aad="aad-installer")).status_code == 202
+    assert post(client, bc.members_added(conversation="a:1chat-bea", conversation_type="personal",
+                                         aad="aad-bea")).status_code == 202  # installed for herself
+    assert post(client, bc.message("hello", conversation="a:1chat-ada", aad="aad-ada")).status_code == 202
+    # Ada then @mentions the bot in the team channel: her own key keeps pointing at her 1:1 chat.
+    assert post(client, bc.message("hello", conversation=f"{OPS};messageid=1", conversation_type="channel",
+                                   aad="aad-ada", mention=True)).status_code == 202
+    with dev.engine.connect() as conn:
+        team = channels.load_ref(conn, "teams", OPS)
+        installer = channels.load_ref(conn, "teams", "aad-installer")
+        bea = channels.load_ref(conn, "teams", "aad-bea")
+        chat = channels.load_ref(conn, "teams", "a:1chat-ada")
+        ada = channels.load_ref(conn, "teams", "aad-ada")
+        thread = channels.load_ref(conn, "teams", f"{OPS};messageid=1")
+    assert team is not None and team["conversation"]["id"] == OPS
+    assert team["serviceUrl"] == bc.url and team["channelId"] == "msteams"
+    assert installer is None  # whoever added the app to a team gets no personal reference from it
+    assert bea is not None and bea["conversation"]["id"] == "a:1chat-bea"
+    assert chat is not None and ada == chat and chat["user"]["aadObjectId"] == "aad-ada"
+    assert thread is not None and thread["conversation"]["conversationType"] == "channel"
+
+
+def test_a_redelivered_activity_is_answered_once(client: TestClient, bc: BotConnector) -> None:
+    msg = bc.message("open tasks", id="1700000000123")
+    assert post(client, msg).status_code == 202
+    assert post(client, msg).status_code == 202  # Teams retries when it did not see our 202 in time
+    assert post(client, bc.message("open tasks", id="1700000000124")).status_code == 202
+    assert [p.reply_to_id for p in bc.posts] == ["1700000000123", "1700000000124"]
+
+
+def test_action_execute_answers_with_a_card_and_closing_a_task_needs_a_role(client: TestClient, bc: BotConnector,
+                                                                          dev: Context) -> None:
+    shown = post(client, bc.action_execute("show_waiting", {"action": "show_waiting", "value": "KTL-200"}))
+    assert shown.status_code == 200
+    body = shown.json()
+    assert body["statusCode"] == 200 and body["type"] == CONTENT_TYPE
+    assert body["value"]["type"] == "AdaptiveCard" and body["value"]["version"] == "1.5"
+    assert body["value"]["body"][0]["text"].startswith("*1 line(s) wait for KTL-200*")
+
+    task_id = open_task(dev)
+    press = {"action": "complete_task", "value": str(task_id)}
+    refused = post(client, bc.action_execute("complete_task", press)).json()
+    assert refused["value"]["body"][0]["text"] == "Only staff with a role may close a task."
+    with unit_of_work(dev.engine) as conn:
+        channels.add_staff(conn, "S-ops", ["ops"], dev.now(), teams_user="aad-user-1")
+    done = post(client, bc.action_execute("complete_task", press)).json()
+    assert done["value"]["body"][0]["text"] == f"Task #{task_id} (Count kettles) is done."
+    with dev.engine.connect() as conn:
+        assert conn.execute(select(t.tasks.c.status).where(t.tasks.c.id == task_id)).scalar_one() == "done"
+    assert bc.posts == []  # invokes are answered in the HTTP response, never by a separate post
+
+
+def test_a_malformed_activity_is_a_bad_request_naming_the_field(client: TestClient, bc: BotConnector) -> None:
+    bad = {**bc.message("hi"), "conversation": "not-an-object"}
+    r = post(client, bad)
+    assert r.status_code == 400 and r.json()["error"].startswith("conversation")
+    r = client.post("/api/messages", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "not JSON" in r.text
+    assert bc.posts == []
+
+
+def test_an_unknown_button_is_a_bad_request_naming_the_field(client: TestClient, bc: BotConnector) -> None:
+    got = post(client, bc.action_execute("drop_tables", {"action": "drop_tables", "value": "x"})).json()
+    assert got["statusCode"] == 400 and "data.action" in got["value"]["message"]
+
+
+def test_action_submit_fallback_is_answered_like_the_button(client: TestClient, bc: BotConnector) -> None:
+    msg = bc.message("", value={"action": "show_waiting", "value": "KTL-200"})
+    assert "text" not in msg
+    assert post(client, msg).status_code == 202
+    [reply] = bc.wait_for(1)
+    assert reply.activity["text"].startswith("*1 line(s) wait for KTL-200*")
+
+
+def test_a_team_alert_goes_out_proactively_as_an_adaptive_card(client: TestClient, bc: BotConnector,
+                                                              dev: Context) -> None:
+    assert post(client, bc.members_added(conversation=OPS)).status_code == 202  # the app is added to the team
+    apply(dev, [ev("po", "po.updated", {"po_id": "PO-1", "supplier_id": "S", "warehouse_id": "LDS",
+                                        "expected_at": "2026-03-06", "lines": [{"sku": "KTL-200", "qty": 30}]}),
+                ev("po2", "po.updated", {"po_id": "PO-1", "supplier_id": "S", "warehouse_id": "LDS",
+                                         "expected_at": "2026-03-06", "lines": [{"sku": "KTL-200", "qty": 1}]},
+                   at="2026-03-02T08:59:30Z")])
+    with dev.engine.connect() as conn:
+        [row] = conn.execute(select(t.outbox).where(t.outbox.c.kind == "inventory_task")).all()
+    assert (row.channel, row.recipient) == ("teams", OPS)
+    assert asyncio.run(drain_outbox(dev)) >= 1
+
+    [alert] = bc.wait_for(1)
+    assert alert.path == f"/v3/conversations/{OPS}/activities" and alert.reply_to_id is None
+    activity = alert.activity
+    assert activity["text"] == row.body and activity["summary"] == row.body[:200]  # the text fallback
+    [attachment] = activity["attachments"]
+    assert attachment["contentType"] == CONTENT_TYPE
+    card = attachment["content"]
+    assert (card["type"], card["version"]) == ("AdaptiveCard", "1.5")
+    assert card["body"][0] == {"type": "TextBlock", "text": row.payload["title"], "weight": "Bolder",
+                               "size": "Medium", "wrap": True}
+    facts = {f["title"]: f["value"] for f in card["body"][2]["facts"]}
+    assert facts["SKU"] == "KTL-200"
+    task_id = row.payload["actions"][0]["value"]
+    assert [(a["type"], a["verb"], a["data"]) for a in card["actions"]] == [
+        ("Action.Execute", "open_task", {"action": "open_task", "value": task_id}),
+        ("Action.Execute", "complete_task", {"action": "complete_task", "value": task_id}),
+        ("Action.Execute", "show_waiting", {"action": "show_waiting", "value": "KTL-200"}),
+    ]
+    assert all(a["fallback"] == {"type": "Action.Submit", "title": a["title"], "data": a["data"]}
+               for a in card["actions"])
+    with dev.engine.connect() as conn:
+        sent = conn.execute(select(t.outbox.c.status, t.outbox.c.provider_id).where(t.outbox.c.id == row.id)).one()
+    assert sent.status == "sent" and sent.provider_id == "activity-1"
+
+
+# -- the sender's failures ----------------------------------------------------------------------------
+
+def alert(recipient: str = OPS, payload: dict[str, Any] | None = None) -> Outgoing:
+    card = {"kind": "inventory_task", "title": "Task #7: count KTL-200", "text": "Count the kettles in Leeds.",
+            "fields": [{"label": "Task", "value": "#7"}], "topic": "task:7",
+            "actions": [{"id": "complete_task", "label": "Mark done", "value": "7"}]}
+    return Outgoing(id=1, channel="teams", recipient=recipient, kind="inventory_task", body="Task #7: count KTL-200",
+                    idempotency_key="k-1", payload=card if payload is None else payload)
+
+
+def failure(sender: TeamsSender, msg: Outgoing) -> SendError:
+    try:
+        asyncio.run(sender.send(msg))
+    except SendError as exc:
+        return exc
+    raise AssertionError("the send went through")
+
+
+@pytest.fixture
+def sender(client: TestClient, bc: BotConnector, dev: Context) -> TeamsSender:
+    assert post(client, bc.members_added(conversation=OPS)).status_code == 202
+    return TeamsSender(dev.settings.teams, dev.engine)
+
+
+def test_sender_classifies_throttling_removal_and_server_errors(sender: TeamsSender, bc: BotConnector) -> None:
+    bc.fail_next(1, 429, retry_after="3")
+    throttled = failure(sender, alert())
+    assert isinstance(throttled, RetryableError) and throttled.reason == "rate_limited"
+    assert throttled.retry_after == 3.0
+    bc.fail_next(1, 403)
+    removed = failure(sender, alert())
+    assert isinstance(removed, PermanentError) and removed.reason == "bot_removed"
+    bc.fail_next(1, 404)
+    assert failure(sender, alert()).reason == "conversation_gone"
+    bc.fail_next(1, 502)
+    assert isinstance(failure(sender, alert()), RetryableError)
+    sent = asyncio.run(sender.send(alert(payload={})))  # a chat reply row: text only
+    assert sent.provider_id == "activity-5"
+    assert "attachments" not in bc.posts[-1].activity and bc.posts[-1].activity["text"] == "Task #7: count KTL-200"
+    assert [p.status for p in bc.posts] == [429, 403, 404, 502, 200]
+
+
+def test_sender_without_a_reference_fails_permanently(sender: TeamsSender, bc: BotConnector) -> None:
+    missing = failure(sender, alert(recipient="aad-never-seen"))
+    assert isinstance(missing, PermanentError) and missing.reason == "no_conversation_reference"
+    assert bc.posts == []
+
+
+# -- production mode: Bot Framework JWTs --------------------------------------------------------------
+
+@pytest.fixture
+def prod(ctx: Context, bc: BotConnector, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    """App id, tenant and secret set; tokens fetched from the fake's token endpoint.
+
+    The SDK has no setting for the JWKS address (it is fixed to login.botframework.com for Bot Framework
+    tokens), so its per-address key client for that address is pointed at the fake's /keys instead.
+    """
+    made = teams_ctx(ctx, {"app_id": APP_ID, "app_password": "s3cret", "tenant_id": TENANT,
+                           "login_base_url": bc.url})
+    apply(made, CATALOG)
+    cache = jwt_token_validator.JwtTokenValidator._jwk_client_manager._cache
+    monkeypatch.setitem(cache, AuthenticationConstants.PUBLIC_ABS_JWKS_URL,
+                        jwt_token_validator._JwkClientCacheEntry(PyJWKClient(bc.jwks_url), threading.Lock()))
+    return TestClient(create_app(made, background_applier=False))
+
+
+def test_production_refuses_a_request_without_a_token(prod: TestClient, bc: BotConnector) -> None:
+    r = post(prod, bc.message("open tasks"))
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+    assert bc.posts == []
+
+
+def test_production_refuses_garbage_forged_expired_and_misaddressed_tokens(prod: TestClient,
+                                                                           bc: BotConnector) -> None:
+    forged = SigningKey(kid=bc.key.kid).token(APP_ID, service_url=bc.url)  # same key id, another key
+    expired = bc.key.token(APP_ID, service_url=bc.url, issued_at=0)
+    other_bot = bc.key.token("11111111-2222-3333-4444-555555555555", service_url=bc.url)
+    for token in ("not-a-jwt", forged, expired, other_bot):
+        assert post(prod, bc.message("open tasks"), Authorization=f"Bearer {token}").status_code == 401, token
+    assert post(prod, bc.message("open tasks"), Authorization="Basic Ym90OnB3").status_code == 401
+    assert bc.posts == []
+
+
+def test_production_answers_a_valid_token_and_replies_with_a_bot_token(prod: TestClient, bc: BotConnector) -> None:
+    token = bc.key.token(APP_ID, service_url=bc.url)
+    assert post(prod, bc.message("open tasks"), Authorization=f"Bearer {token}").status_code == 202
+    [reply] = bc.wait_for(1)
+    assert reply.activity["text"] == "No open tasks."
+    assert reply.authorization is not None and reply.authorization.startswith("Bearer bot-token-")
+    grant = bc.tokens[0]
+    assert (grant["grant_type"], grant["client_id"], grant["client_secret"]) == ("client_credentials", APP_ID,
+                                                                                  "s3cret")
+    assert grant["scope"] == "https://api.botframework.com/.default"
+
+
+def test_production_refuses_another_tenants_activity(prod: TestClient, bc: BotConnector) -> None:
+    msg = bc.message("open tasks")
+    msg["channelData"]["tenant"]["id"] = msg["conversation"]["tenantId"] = "99999999-0000-0000-0000-000000000000"
+    r = post(prod, msg, Authorization=f"Bearer {bc.key.token(APP_ID, service_url=bc.url)}")
+    assert r.status_code == 403 and "channelData.tenant.id" in r.text
+
+
+# -- the app manifest -----------------------------------------------------------------------------------
+
+def test_manifest_is_valid_and_lists_the_commands_the_bot_knows() -> None:
+    manifest = json.loads((ROOT / "manifest.json").read_text())
+    schema = json.loads((ROOT / "tests/fixtures/teams/MicrosoftTeams.schema.json").read_text())
+    jsonschema.validate(manifest, schema, cls=jsonschema.Draft4Validator)
+    # draft-04 has no "const": the version the schema is for is checked here.
+    assert manifest["manifestVersion"] == schema["properties"]["manifestVersion"]["const"]
+    with pytest.raises(jsonschema.ValidationError, match=r"does not match"):  # the validator does bite
+        jsonschema.validate({**manifest, "bots": [{**manifest["bots"][0], "botId": "{{BOT_ID}}"}]}, schema,
+                            cls=jsonschema.Draft4Validator)
+    [bot] = manifest["bots"]
+    assert set(bot["scopes"]) == {"personal", "team", "groupchat"}
+    for listing in bot["commandLists"]:
+        titles = [c["title"] for c in listing["commands"]]
+        assert len(titles) == len(set(titles))
+    # Every command is a phrase the intents understand as the intent it stands for.
+    from intents import Asker, Catalog, understand
+    from intents.model import Named
+
+    catalog = Catalog(products=(Named("KTL-200", "Blue kettle"),))
+    meant = {understand(c["title"], catalog, Asker("staff")).intent
+             for listing in bot["commandLists"] for c in listing["commands"]}
+    assert meant == {*STAFF_INTENTS, "help"}
+    for icon in manifest["icons"].values():
+        assert (ROOT / icon).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_an_alert_to_a_person_goes_to_their_one_to_one_chat(client: TestClient, bc: BotConnector,
+                                                             dev: Context) -> None:
+    assert post(client, bc.message("hello", conversation="a:1chat-ada", aad="aad-ada")).status_code == 202
+    sender = TeamsSender(dev.settings.teams, dev.engine)
+    sent = asyncio.run(sender.send(alert(recipient="aad-ada")))
+    last = bc.posts[-1]
+    assert last.path == "/v3/conversations/a:1chat-ada/activities" and sent.provider_id == "activity-2"
+    assert last.activity["attachments"][0]["content"]["actions"][0]["verb"] == "complete_task"
