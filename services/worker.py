@@ -20,7 +20,7 @@ INBOX_POLL_S = 0.2  # a worker's applier is never kicked by the API process: it 
 
 
 def make_dispatcher(ctx: Context, console: Console | None = None, owner: str | None = None) -> Dispatcher:
-    senders = build_senders(ctx.settings, console=console, engine=ctx.engine)
+    senders = build_senders(ctx.settings, console=console, engine=ctx.engine, clock=ctx.now)
     return Dispatcher(ctx.engine, ctx.settings.notify, senders, owner=owner, clock=ctx.now,
                       jobs=lambda: digests.run_due(ctx), jobs_every_s=ctx.settings.notify.jobs_every_seconds,
                       channel_rates=channel_rates(ctx.settings))

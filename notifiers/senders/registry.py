@@ -8,6 +8,9 @@ conversation references, threads, the WhatsApp window), so they are given the en
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from rich.console import Console
 from sqlalchemy import Engine
 
@@ -64,8 +67,8 @@ def channel_rates(settings: Settings) -> dict[str, float]:
     return {**rates, **settings.notify.rate_per_channel}
 
 
-def build_senders(settings: Settings, *, console: Console | None = None,
-                  engine: Engine | None = None) -> dict[str, Sender]:
+def build_senders(settings: Settings, *, console: Console | None = None, engine: Engine | None = None,
+                  clock: Callable[[], datetime] | None = None) -> dict[str, Sender]:
     """One sender per configured channel; ValueError naming the key when a setting is unusable."""
     senders: dict[str, Sender] = {"console": ConsoleSender(console)}
     if settings.email.host:
@@ -88,5 +91,6 @@ def build_senders(settings: Settings, *, console: Console | None = None,
         if channel in chat:
             from notifiers.senders.twilio import TwilioSender
 
-            senders[channel] = TwilioSender(channel, settings.twilio, engine)
+            # WhatsApp's 24-hour window is measured on the worker's clock, the one inbound messages are dated by.
+            senders[channel] = TwilioSender(channel, settings.twilio, engine, **({"clock": clock} if clock else {}))
     return senders

@@ -1,0 +1,117 @@
+"""One inbound SMS or WhatsApp message: who sent it, once only, keywords first, then the chat pipeline.
+
+The answer is written to the outbox (kind chat_reply, one row per inbound MessageSid), which the
+worker sends through notifiers/senders/twilio.py.
+
+Confirmations: on SMS, Twilio's Advanced Opt-Out (on by default for long codes and toll-free numbers)
+already answers STOP itself, and START and HELP too when it says so with the OptOutType parameter;
+a second confirmation from us would be one message too many, so we send none. WhatsApp has no such
+service, so we confirm every keyword there ourselves (after STOP, that confirmation is the one
+message the number still gets).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import phonenumbers
+
+from prompts import render
+from services import chat
+from services.channels import first_delivery, is_suppressed, staff_user
+from services.context import Context
+from services.keywords import WEAK_START, keyword, opt_in, opt_out, word_of
+from store import tables as t
+from store.db import unit_of_work
+from store.upsert import insert_ignore
+
+log = logging.getLogger(__name__)
+
+REPLY_TTL = timedelta(hours=1)  # an answer later than this would answer a question nobody remembers asking
+CHANNEL_NAMES = {"sms": "SMS", "whatsapp": "WhatsApp"}
+CONFIRMATION = "keyword_reply"  # outbox kind of a keyword's confirmation (sent even to a number that said STOP)
+
+
+class BadForm(ValueError):
+    """A signed request without what every Twilio message carries (names the field)."""
+
+
+def e164(raw: str) -> str:
+    address = raw.removeprefix("whatsapp:").strip()
+    try:
+        number = phonenumbers.parse(address, None)
+    except phonenumbers.NumberParseException as exc:
+        raise BadForm(f"From: {address!r} is not an E.164 phone number ({exc})") from exc
+    if not phonenumbers.is_possible_number(number):
+        raise BadForm(f"From: {address!r} is not a possible phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def answer(ctx: Context, channel: str, form: Mapping[str, str]) -> bool:
+    """Handle one message; True when an answer was queued (the worker should look now)."""
+    for name in ("MessageSid", "From"):
+        if not form.get(name):
+            raise BadForm(f"{name}: missing from the webhook")
+    sid, number, text = form["MessageSid"], e164(form["From"]), form.get("Body", "")
+    now = ctx.now()
+    with unit_of_work(ctx.engine) as conn:
+        if not first_delivery(conn, channel, sid, number, now):
+            log.info("%s %s delivered again: answered already", channel, sid)
+            return False
+        staff = staff_user(conn, ctx.settings, "phone", number)
+        asking = chat.identify(conn, staff or chat.ChatUser(phone=number))
+        word = None if form.get("ButtonPayload") else keyword(text)
+        if word == "start" and word_of(text) in WEAK_START and not is_suppressed(conn, channel, number):
+            word = None
+        if word is not None:
+            if word == "stop":
+                opt_out(conn, channel, number, asking.customer_id, text, now)
+            elif word == "start":
+                opt_in(conn, channel, number, asking.customer_id)
+            twilio_answered = channel == "sms" and (word == "stop" or bool(form.get("OptOutType")))
+            if twilio_answered:
+                return False
+            template = {"stop": "stopped", "start": "started", "help": "help"}[word]
+            body = render(f"twilio/{_locale(asking.locale)}/{template}.txt.j2", channel_name=CHANNEL_NAMES[channel])
+            insert_ignore(conn, t.outbox, [reply_row(ctx, channel, number, sid, body, asking,
+                                                     kind=CONFIRMATION)], ["idempotency_key"])
+            return True
+    user = staff or chat.ChatUser(phone=number)
+    replied = _button(ctx, user, form, channel) if form.get("ButtonPayload") else None
+    if replied is None:
+        replied = chat.reply(ctx, user, text, channel)
+    with unit_of_work(ctx.engine) as conn:
+        insert_ignore(conn, t.outbox, [reply_row(ctx, channel, number, sid, replied.reply, asking)],
+                      ["idempotency_key"])
+    return True
+
+
+def _button(ctx: Context, user: chat.ChatUser, form: Mapping[str, str], channel: str) -> chat.ChatReply | None:
+    """A quick-reply press: our payloads are "<action id>:<value>" (notifiers/senders/twilio.py)."""
+    action, _, value = form["ButtonPayload"].partition(":")
+    if action not in chat.ACTIONS:
+        log.info("unknown button payload %r: answered as its text", form["ButtonPayload"])
+        return chat.reply(ctx, user, form.get("ButtonText") or form.get("Body", ""), channel)
+    return chat.act(ctx, user, action, value, channel)
+
+
+def _locale(locale: str) -> str:
+    return "es" if (locale or "").lower().startswith("es") else "en"
+
+
+def reply_row(ctx: Context, channel: str, number: str, sid: str, body: str, asking: chat.Asking, *,
+              kind: str = "chat_reply") -> dict[str, Any]:
+    """The outbox row of an answer (the columns of services.notifications.RowBuilder._base)."""
+    now = ctx.now()
+    return {
+        "idempotency_key": f"{kind}:{channel}:{sid}", "kind": kind, "channel": channel, "recipient": number,
+        "audience": "staff" if asking.kind == "staff" else "customer", "customer_id": asking.customer_id,
+        "order_id": None, "sku": None, "role": None, "line_ids": [], "locale": asking.locale or "en",
+        "subject": None, "body": body, "html": None, "payload": {}, "facts": {}, "fallback": [], "urgent": True,
+        "status": "pending", "due_at": now, "expires_at": now + REPLY_TTL, "lease_owner": None, "attempts": 0,
+        "error": None, "error_reason": None, "provider_id": None, "cause": f"{channel}:{sid}",
+        "occurred_at": now, "created_at": now, "updated_at": now, "sent_at": None, "delivered_at": None,
+    }

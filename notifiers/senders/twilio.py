@@ -1,0 +1,217 @@
+"""SMS and WhatsApp through Twilio's official client (twilio 9, its async path).
+
+WhatsApp allows free-form text only within 24 hours of the customer's last message to us; outside that
+window only an approved template goes, chosen per kind by [twilio] whatsapp_templates (a ContentSid).
+Such a template gets two variables: {"1": the card's title, "2": the notice's text on one line}.
+Inside the window a card with actions goes as quick-reply buttons: a twilio/quick-reply Content template
+(body "{{1}}", the buttons' titles and ids "<action id>:<value>"), made once per set of buttons through
+the Content API and sent with content_sid + content_variables {"1": the text}.
+
+Delivery is reported later by status callbacks (bot/twilio, services/delivery.py), so a send only
+returns the MessageSid. Rate limits are the dispatcher's (per number and Twilio's per-sender MPS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from sqlalchemy import Engine
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+from twilio.rest.content.v1.content import ContentList
+
+from backorder.config import TwilioSettings
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent
+from notifiers.twilio_errors import classify
+from services import channels as store_channels
+from store.db import unit_of_work
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(hours=24)
+MAX_BUTTONS = 3
+MAX_TITLE = 20
+MAX_QUICK_REPLY_BODY = 1024
+TIMEOUT_S = 10.0
+# Answers to a message the customer just sent: inside WhatsApp's window by definition.
+SESSION_KINDS = frozenset({"chat_reply", "keyword_reply"})
+# The answer to STOP, START or HELP goes even to a number that opted out: it is what the keyword asked for.
+UNSUPPRESSED_KINDS = frozenset({"keyword_reply"})
+
+# Quick-reply Content templates made so far, per process: (account, API base URL, buttons' hash) -> ContentSid.
+# A template outlives the sender that made it (Twilio keeps it), so every sender of this process reuses it.
+_QUICK_REPLIES: dict[tuple[str, str, str], str] = {}
+
+# Retry-After of the last answer on this task: the SDK's exception drops the response headers.
+_retry_after: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RoutedHttpClient(AsyncTwilioHttpClient):
+    """Sends every *.twilio.com request (api., content., ...) to `base_url` instead, keeping the path.
+
+    Region and edge settings only rename twilio.com hosts, so a local fake or a proxy needs this.
+    It also sends JSON bodies as JSON (the stock async client form-encodes the Content API's JSON).
+    """
+
+    def __init__(self, base_url: str, timeout: float = TIMEOUT_S) -> None:
+        super().__init__(pool_connections=False, timeout=timeout)
+        self.base = urlsplit(base_url.rstrip("/"))
+        self._session: aiohttp.ClientSession | None = None  # made on first use, inside the running loop
+
+    def route(self, url: str) -> str:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host == "twilio.com" or host.endswith(".twilio.com"):
+            path = self.base.path.rstrip("/") + parts.path
+            return urlunsplit((self.base.scheme, self.base.netloc, path, parts.query, parts.fragment))
+        return url
+
+    async def request(self, method: str, url: str, params: dict[str, object] | None = None,
+                      data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
+                      auth: tuple[str, str] | None = None, timeout: float | None = None,
+                      allow_redirects: bool = False) -> Response:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        headers = dict(headers or {})
+        body: dict[str, Any] = {"json": data} if headers.get("Content-Type") == "application/json" else {"data": data}
+        if auth:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        async with self._session.request(
+            method.upper(), self.route(url), params=params, headers=headers, allow_redirects=allow_redirects,
+            timeout=aiohttp.ClientTimeout(total=timeout or self.timeout or TIMEOUT_S), **body,
+        ) as resp:
+            text = await resp.text()
+            _retry_after.set(_seconds(resp.headers.get("Retry-After")))
+            return Response(resp.status, text, resp.headers)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: the dispatcher's own backoff is close enough
+
+
+class TwilioSender:
+    def __init__(self, channel: str, settings: TwilioSettings, engine: Engine, *,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        if channel not in ("sms", "whatsapp"):
+            raise ValueError(f"channel must be sms or whatsapp, not {channel!r}")
+        if settings.account_sid is None or settings.auth_token is None:
+            raise ValueError("twilio.account_sid and twilio.auth_token are needed to send")
+        self.channel = channel
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.http = RoutedHttpClient(settings.api_base_url)
+        self.client = Client(settings.account_sid, settings.auth_token.get_secret_value(), http_client=self.http)
+
+    async def send(self, msg: Outgoing) -> Sent:
+        suppressed, last_in = await asyncio.to_thread(self._read_store, msg.recipient)
+        if suppressed and msg.kind not in UNSUPPRESSED_KINDS:
+            raise PermanentError("opted_out", f"{msg.recipient} opted out of {self.channel}")
+        s = self.settings
+        fields: dict[str, Any] = {"status_callback": f"{s.public_base_url}/twilio/status"}
+        if self.channel == "sms":
+            fields.update(to=msg.recipient, body=msg.body)
+            if s.sms_from:
+                fields["from_"] = s.sms_from
+            else:
+                fields["messaging_service_sid"] = s.messaging_service_sid
+        else:
+            fields.update(to=f"whatsapp:{msg.recipient.removeprefix('whatsapp:')}", from_=f"whatsapp:{s.whatsapp_from}")
+            inside = msg.kind in SESSION_KINDS or (last_in is not None and self.clock() - last_in < WINDOW)
+            fields.update(await self._session_message(msg) if inside else self._template_message(msg))
+        _retry_after.set(None)
+        try:
+            created = await self.client.messages.create_async(**fields)
+        except (TwilioException, aiohttp.ClientError, TimeoutError) as exc:
+            raise await self._failure(msg, exc) from exc
+        return Sent(provider_id=created.sid, delivered=False)
+
+    def _read_store(self, number: str) -> tuple[bool, datetime | None]:
+        with self.engine.connect() as conn:
+            suppressed = store_channels.is_suppressed(conn, self.channel, number)
+            last_in = store_channels.last_inbound(conn, "whatsapp", number) if self.channel == "whatsapp" else None
+        return suppressed, last_in
+
+    async def _session_message(self, msg: Outgoing) -> dict[str, Any]:
+        buttons = [(f"{a['id']}:{a.get('value', '')}"[:200], str(a["label"])[:MAX_TITLE])
+                   for a in (msg.payload or {}).get("actions", [])[:MAX_BUTTONS]]
+        if not buttons:
+            return {"body": msg.body}
+        sid = await self._quick_reply(buttons, msg.locale)
+        return {"content_sid": sid, "content_variables": json.dumps({"1": msg.body[:MAX_QUICK_REPLY_BODY]})}
+
+    async def _quick_reply(self, buttons: list[tuple[str, str]], locale: str) -> str:
+        digest = hashlib.sha256(json.dumps([locale, buttons]).encode()).hexdigest()[:32]
+        key = (self.settings.account_sid or "", self.settings.api_base_url, digest)
+        if key in _QUICK_REPLIES:
+            return _QUICK_REPLIES[key]
+        request = ContentList.ContentCreateRequest({
+            "friendly_name": f"backorder_quick_reply_{digest[:16]}", "language": locale[:2] or "en",
+            "variables": {"1": "text"},
+            "types": {"twilio/quick-reply": {"body": "{{1}}", "actions": [{"type": "QUICK_REPLY", "title": title,
+                                                                           "id": ident} for ident, title in buttons]}},
+        })
+        _retry_after.set(None)
+        try:
+            content = await self.client.content.v1.contents.create_async(request)
+        except (TwilioException, aiohttp.ClientError, TimeoutError) as exc:
+            raise await self._failure(None, exc) from exc
+        if not content.sid:
+            raise RetryableError("content_api", "the Content API returned no sid")
+        _QUICK_REPLIES[key] = content.sid
+        return content.sid
+
+    def _template_message(self, msg: Outgoing) -> dict[str, Any]:
+        sid = self.settings.whatsapp_templates.get(msg.kind)
+        if sid is None:
+            raise PermanentError("no_whatsapp_template",
+                                 f"outside the 24-hour window and no twilio.whatsapp_templates.{msg.kind}")
+        card = msg.payload or {}
+        title = str(card.get("title") or (msg.body.splitlines() or [""])[0])
+        text = " ".join(str(card.get("text") or msg.body).split())
+        return {"content_sid": sid, "content_variables": json.dumps({"1": title, "2": text}, ensure_ascii=False)}
+
+    async def _failure(self, msg: Outgoing | None, exc: Exception) -> SendError:
+        """The SendError a failure of the client stands for (an API error by its code, else the connection)."""
+        if not isinstance(exc, TwilioRestException | TwilioServiceException):
+            return RetryableError("connection", f"{type(exc).__name__}: {exc}")
+        code, status = exc.code, exc.status
+        detail = exc.msg if isinstance(exc, TwilioRestException) else f"{exc.title}: {exc.detail}"
+        verdict = classify(code, status)
+        text = f"HTTP {status}, code {code}: {detail}"[:500]
+        if verdict.action == "opted_out" and msg is not None:
+            await asyncio.to_thread(self._suppress, msg.recipient)
+        if verdict.retryable:
+            return RetryableError(verdict.reason, text, retry_after=_retry_after.get())
+        return PermanentError(verdict.reason, text)
+
+    def _suppress(self, number: str) -> None:
+        with unit_of_work(self.engine) as conn:
+            store_channels.suppress(conn, self.channel, number, "twilio:21610", self.clock())
+
+    async def aclose(self) -> None:
+        await self.http.close()

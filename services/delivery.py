@@ -1,0 +1,87 @@
+"""Delivery status reported by a provider after it accepted a message (Twilio's status callbacks).
+
+A row only moves forward: callbacks arrive out of order and more than once, so a late "sent" after
+"delivered" changes nothing, and only a row that is `sent` (accepted, fate unknown) can become
+delivered or fail. Failures are classified like the sender's own errors (notifiers/twilio_errors.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Row, select, update
+
+from notifiers.dispatch import backoff, fallback_row
+from notifiers.twilio_errors import classify
+from services.channels import suppress
+from services.context import Context
+from store import outbox
+from store import tables as t
+from store.db import unit_of_work
+from store.upsert import insert_ignore
+
+log = logging.getLogger(__name__)
+
+DELIVERED = frozenset({"delivered", "read"})
+FAILED = frozenset({"undelivered", "failed"})
+PROGRESS = frozenset({"accepted", "scheduled", "queued", "sending", "sent", "receiving", "received"})
+# Final for Twilio, but nothing for us to record: a scheduled send we never make, or a part of a long SMS.
+IGNORED = frozenset({"canceled", "partially_delivered"})
+KNOWN = DELIVERED | FAILED | PROGRESS | IGNORED
+
+_rng = random.Random()
+
+
+def record_status(ctx: Context, provider_id: str, status: str, error_code: str | int | None = None) -> str:
+    """Apply one status callback; returns what became of the row.
+
+    "delivered", "dead:<reason>", "retry:<reason>", "unchanged" (a progress report, or a row already
+    past this state) or "unknown" (no row has this provider id).
+    """
+    status = (status or "").strip().lower()
+    if status not in KNOWN:
+        raise ValueError(f"MessageStatus: unknown status {status!r}; one of {', '.join(sorted(KNOWN))}")
+    now = ctx.now()
+    o = t.outbox
+    with unit_of_work(ctx.engine) as conn:
+        row = conn.execute(select(
+            o.c.id, o.c.status, o.c.channel, o.c.recipient, o.c.kind, o.c.fallback, o.c.locale,
+            o.c.idempotency_key, o.c.expires_at, o.c.attempts).where(o.c.provider_id == provider_id)).first()
+        if row is None:
+            log.info("status %s for unknown message %s: ignored", status, provider_id)
+            return "unknown"
+        if status in PROGRESS | IGNORED or row.status != "sent":
+            return "unchanged"
+        sent_only = (o.c.id == row.id) & (o.c.status == "sent")  # a concurrent callback may have moved it
+        if status in DELIVERED:
+            done = conn.execute(update(o).where(sent_only).values(status="delivered", delivered_at=now,
+                                                                  updated_at=now))
+            return "delivered" if done.rowcount else "unchanged"
+        return _failed(conn, ctx, row, sent_only, status, error_code, now)
+
+
+def _failed(conn: Connection, ctx: Context, row: Row[Any], sent_only: ColumnElement[bool], status: str,
+            error_code: str | int | None, now: datetime) -> str:
+    o = t.outbox
+    cfg = ctx.settings.notify
+    verdict = classify(error_code)
+    error = f"Twilio reported {status}, ErrorCode {error_code or 'none'}"
+    if verdict.retryable:
+        due = now + timedelta(seconds=backoff(row.attempts, cfg, _rng))
+        if row.attempts < cfg.max_attempts and (row.expires_at is None or due <= row.expires_at):
+            done = conn.execute(update(o).where(sent_only).values(
+                status="failed", due_at=due, error=error, error_reason=verdict.reason, updated_at=now))
+            return f"retry:{verdict.reason}" if done.rowcount else "unchanged"
+    reason = verdict.reason
+    done = conn.execute(update(o).where(sent_only).values(status="dead", due_at=None, error=error,
+                                                          error_reason=reason, updated_at=now))
+    if not done.rowcount:
+        return "unchanged"
+    if verdict.action == "opted_out":
+        suppress(conn, row.channel, row.recipient, f"twilio:{error_code}", now)
+    if verdict.action == "invalid_number" and row.fallback:
+        insert_ignore(conn, o, [fallback_row(row, outbox.fallback_source(conn, row.id), now)], ["idempotency_key"])
+    return f"dead:{reason}"

@@ -1,0 +1,500 @@
+"""SMS and WhatsApp through Twilio, on both stores: webhooks signed like Twilio signs them, answers through the
+intents pipeline and the outbox, sent by the official twilio client to a fake Twilio API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx2 import Response
+from sqlalchemy import select
+
+from backorder.config import load_settings
+from bot.api import create_app
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError
+from notifiers.senders.twilio import TwilioSender
+from services.context import Context
+from services.worker import drain_outbox
+from store import tables as t
+from store.db import unit_of_work
+from tests.fakes.twilio_api import (
+    Captured,
+    FakeTwilio,
+    inbound_sms,
+    inbound_whatsapp,
+    new_sid,
+    signed,
+    status_callback,
+)
+
+ACCOUNT = "AC" + "a1" * 16
+TOKEN = "twilio-auth-token-test"
+PUBLIC = "https://bot.example.com"
+SMS_FROM, WA_FROM = "+15005550006", "+14155238886"
+ADA, BEA, STRANGER, OPS = "+447911123456", "+34612345678", "+447700900999", "+447700900001"
+TEMPLATE = "HX" + "b2" * 16
+
+
+class WallClock:
+    """The wall clock, settable: the sender measures WhatsApp's 24-hour window against real time."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    with FakeTwilio(ACCOUNT, TOKEN) as api:
+        yield api
+
+
+def ev(event_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event_id": event_id, "type": type_, "occurred_at": "2026-03-02T08:00:00Z", "source": "t", "data": data}
+
+
+def order(order_id: str, customer: str, sku: str = "KTL-200", qty: int = 2) -> dict[str, Any]:
+    return ev(f"o{order_id}", "order.placed", {"order_id": order_id, "customer_id": customer, "lines": [
+        {"line_id": "1", "sku": sku, "qty": qty, "unit_price": 40}]})
+
+
+def customers(channels: list[str]) -> list[dict[str, Any]]:
+    return [
+        ev("w", "warehouse.upserted", {"warehouse_id": "LDS", "name": "Leeds", "region": "north"}),
+        ev("p1", "product.upserted", {"sku": "KTL-200", "name": "Blue kettle", "price": 40, "lead_time_days": 9}),
+        ev("p2", "product.upserted", {"sku": "GRN-12", "name": "Coffee grinder", "price": 60}),
+        ev("c1", "customer.upserted", {"customer_id": "C1", "name": "Ada", "region": "north",
+                                       "contacts": {"phone": ADA, "whatsapp": ADA, "email": "ada@example.com"},
+                                       "preferences": {"channels": channels}}),
+        ev("c2", "customer.upserted", {"customer_id": "C2", "name": "Bea", "locale": "es",
+                                       "contacts": {"phone": BEA, "whatsapp": BEA},
+                                       "preferences": {"channels": ["console"]}}),
+    ]
+
+
+class Bot:
+    """The app with Twilio configured, its outbox and the fake Twilio behind the senders."""
+
+    def __init__(self, ctx: Context, fake: FakeTwilio, **twilio: Any) -> None:
+        rates = twilio.pop("rates", {"sms": 100.0, "whatsapp": 100.0})
+        settings = load_settings(
+            database_url=ctx.settings.database_url,
+            twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "api_base_url": fake.url, "public_base_url": PUBLIC,
+                    "sms_from": SMS_FROM, "whatsapp_from": WA_FROM, "sms_mps": 100, "whatsapp_mps": 100, **twilio},
+            notify={"rules": {"ops_digest": {"enabled": False}}, "rate_per_destination": rates},
+            staff={"members": {"ops1": {"roles": ["ops"], "phone": OPS}}},
+        )
+        self.ctx = Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
+        self.fake = fake
+        self.client = TestClient(create_app(self.ctx, background_applier=False))
+
+    def events(self, events: list[dict[str, Any]]) -> None:
+        r = self.client.post("/events", json=events)
+        assert r.status_code == 200, r.text
+
+    def post(self, built: tuple[str, dict[str, str], dict[str, str]]) -> Response:
+        path, form, headers = built
+        return self.client.post(path, data=form, headers=headers)
+
+    def sms(self, frm: str, body: str, **kw: Any) -> Response:
+        r = self.post(inbound_sms(TOKEN, PUBLIC, frm=frm, body=body, account_sid=ACCOUNT, **kw))
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/xml") and r.text.endswith("<Response/>")
+        return r
+
+    def wa(self, frm: str, body: str, **kw: Any) -> Response:
+        r = self.post(inbound_whatsapp(TOKEN, PUBLIC, frm=frm, body=body, account_sid=ACCOUNT, **kw))
+        assert r.status_code == 200, r.text
+        return r
+
+    def status(self, sid: str, status: str, to: str, error_code: str | None = None) -> Response:
+        return self.post(status_callback(TOKEN, PUBLIC, sid=sid, status=status, to=to, error_code=error_code,
+                                         account_sid=ACCOUNT))
+
+    def drain(self) -> int:
+        return asyncio.run(drain_outbox(self.ctx))
+
+    def rows(self, **where: Any) -> list[Any]:
+        o = t.outbox
+        q = select(o).order_by(o.c.id)
+        for column, value in where.items():
+            q = q.where(o.c[column] == value)
+        with self.ctx.engine.connect() as conn:
+            return list(conn.execute(q).all())
+
+    def sent_to(self, to: str) -> list[Captured]:
+        return [m for m in self.fake.messages if m.form["To"] == to]
+
+
+@pytest.fixture
+def bot(ctx: Context, fake: FakeTwilio) -> Bot:
+    b = Bot(ctx, fake)
+    b.events([*customers(["console"]), order("1042", "C1"), order("2001", "C2", "GRN-12", 3)])
+    return b
+
+
+def suppressed(ctx: Context, channel: str, number: str) -> bool:
+    s = t.suppressions
+    with ctx.engine.connect() as conn:
+        return conn.execute(select(s.c.reason).where(s.c.channel == channel, s.c.address == number)).first() \
+            is not None
+
+
+def prefs(ctx: Context, customer_id: str = "C1") -> dict[str, Any]:
+    c = t.customers
+    with ctx.engine.connect() as conn:
+        return dict(conn.execute(select(c.c.preferences).where(c.c.customer_id == customer_id)).scalar_one() or {})
+
+
+# ---------------------------------------------------------------- signatures
+
+
+def test_only_requests_signed_by_twilio_for_our_public_url_are_answered(bot: Bot) -> None:
+    path, form, headers = inbound_sms(TOKEN, PUBLIC, frm=ADA, body="where is my order 1042?", account_sid=ACCOUNT)
+    missing = {k: v for k, v in headers.items() if k != "X-Twilio-Signature"}
+    wrong = {**headers, "X-Twilio-Signature": signed("not-our-token", PUBLIC, path, form)["X-Twilio-Signature"]}
+    other_url = {**headers, **signed(TOKEN, "https://evil.example.com", path, form)}
+    rejected = [
+        (form, missing, "missing X-Twilio-Signature"),
+        (form, wrong, "does not match"),
+        ({**form, "Body": "where is order 2001?"}, headers, "does not match"),  # tampered after signing
+        ({**form, "From": BEA}, headers, "does not match"),
+        (form, other_url, "does not match"),
+    ]
+    for data, hdrs, reason in rejected:
+        r = bot.client.post(path, data=data, headers=hdrs)
+        assert r.status_code == 403 and reason in r.json()["detail"]
+    assert bot.rows(kind="chat_reply") == []
+    assert bot.client.post(path, data=form, headers=headers).status_code == 200
+    assert len(bot.rows(kind="chat_reply")) == 1
+    # A status callback is checked the same way.
+    cb_path, cb_form, cb_headers = status_callback(TOKEN, PUBLIC, sid="SMx", status="delivered", to=ADA)
+    assert bot.client.post(cb_path, data={**cb_form, "MessageStatus": "failed"}, headers=cb_headers).status_code == 403
+
+
+def test_a_signed_request_without_from_is_refused_naming_the_field(bot: Bot) -> None:
+    path, form, _ = inbound_sms(TOKEN, PUBLIC, frm=ADA, body="hi", account_sid=ACCOUNT)
+    del form["From"]
+    r = bot.client.post(path, data=form, headers=signed(TOKEN, PUBLIC, path, form))
+    assert r.status_code == 400 and "From" in r.json()["detail"]
+
+
+def test_channels_not_configured_are_not_mounted(ctx: Context, fake: FakeTwilio) -> None:
+    sms_only = Bot(ctx, fake, whatsapp_from=None)
+    assert sms_only.ctx.settings.twilio.sms and not sms_only.ctx.settings.twilio.whatsapp
+    assert sms_only.post(inbound_whatsapp(TOKEN, PUBLIC, frm=ADA, body="hi")).status_code == 404
+    assert sms_only.post(inbound_sms(TOKEN, PUBLIC, frm=ADA, body="hi")).status_code == 200
+    without = TestClient(create_app(ctx, background_applier=False))
+    assert without.post("/twilio/sms", data={"Body": "hi"}).status_code == 404
+    assert without.post("/twilio/status", data={"MessageSid": "SM1"}).status_code == 404
+
+
+# ---------------------------------------------------------------- answers end to end
+
+
+def test_a_customer_asks_by_sms_and_the_answer_goes_back_through_twilio(bot: Bot) -> None:
+    bot.sms("+44 7911 123456", "where is my order 1042?")  # From as a carrier might format it
+    [row] = bot.rows(kind="chat_reply")
+    assert (row.channel, row.recipient, row.customer_id, row.audience, row.status, row.urgent) == (
+        "sms", ADA, "C1", "customer", "pending", True)
+    assert bot.drain() >= 1
+    [msg] = bot.sent_to(ADA)
+    assert msg.auth_ok and msg.form["From"] == SMS_FROM
+    assert "Blue kettle" in msg.form["Body"] and "1042" in msg.form["Body"]
+    assert msg.form["StatusCallback"] == f"{PUBLIC}/twilio/status"
+    [row] = bot.rows(kind="chat_reply")
+    assert row.status == "sent" and row.provider_id.startswith("SM")
+
+
+def test_a_customer_asks_on_whatsapp(bot: Bot) -> None:
+    bot.wa(ADA, "where is my order 1042?")
+    assert bot.drain() >= 1
+    [msg] = bot.sent_to(f"whatsapp:{ADA}")
+    assert msg.form["From"] == f"whatsapp:{WA_FROM}"
+    assert "Blue kettle" in msg.form["Body"] and "ContentSid" not in msg.form
+
+
+def test_an_unknown_number_gets_the_stranger_answer(bot: Bot) -> None:
+    bot.sms(STRANGER, "where is order 1042")
+    bot.drain()
+    [msg] = bot.sent_to(STRANGER)
+    assert "see an account" in msg.form["Body"] and "Blue kettle" not in msg.form["Body"]
+    assert bot.rows(kind="chat_reply")[0].customer_id is None
+
+
+def test_a_staff_phone_is_answered_as_staff(bot: Bot) -> None:
+    bot.sms(OPS, "who is waiting for KTL-200?")
+    [row] = bot.rows(kind="chat_reply")
+    assert row.audience == "staff" and "1042" in row.body and "see an account" not in row.body
+
+
+def test_a_redelivered_message_is_answered_once(bot: Bot) -> None:
+    built = inbound_sms(TOKEN, PUBLIC, frm=ADA, body="where is my order 1042?", account_sid=ACCOUNT)
+    for _ in range(3):
+        assert bot.post(built).status_code == 200
+    bot.drain()
+    assert len(bot.rows(kind="chat_reply")) == 1 and len(bot.sent_to(ADA)) == 1
+
+
+def test_a_quick_reply_button_is_routed_to_its_action(bot: Bot) -> None:
+    bot.wa(ADA, "Where is my order?", button_payload="order_status:1042", button_text="Where is my order?")
+    bot.wa(ADA, "Where is my order?", button_payload="order_status:2001", button_text="Where is my order?")
+    mine, other = (r.body for r in bot.rows(kind="chat_reply"))
+    assert "Blue kettle" in mine and "1042" in mine
+    assert "2001" in other and "can't find" in other and "grinder" not in other.lower()
+
+
+# ---------------------------------------------------------------- keywords
+
+
+def test_stop_by_sms_is_recorded_at_once_and_later_notices_do_not_go_by_sms(ctx: Context, fake: FakeTwilio) -> None:
+    bot = Bot(ctx, fake, whatsapp_templates={"backorder_created": TEMPLATE})
+    bot.events([*customers(["sms", "whatsapp"]), order("1042", "C1")])
+    [queued] = bot.rows(kind="backorder_created")
+    assert (queued.channel, queued.status) == ("sms", "pending")
+
+    bot.sms(ADA, "Stop ")
+    assert suppressed(bot.ctx, "sms", ADA) and prefs(bot.ctx)["opt_out"] == ["sms"]
+    assert bot.rows(kind="keyword_reply") == []  # Twilio's Advanced Opt-Out confirms STOP on SMS
+
+    bot.drain()  # the notice queued before STOP is refused by the sender and falls back to WhatsApp
+    assert bot.sent_to(ADA) == []
+    dead = bot.rows(id=queued.id)[0]
+    assert (dead.status, dead.error_reason) == ("dead", "opted_out")
+    assert [m.form["ContentSid"] for m in bot.sent_to(f"whatsapp:{ADA}")] == [TEMPLATE]
+
+    bot.events([order("1043", "C1")])  # planned after STOP: routed to WhatsApp from the start
+    [later] = [r for r in bot.rows(kind="backorder_created") if r.order_id == "1043"]
+    assert later.channel == "whatsapp" and later.fallback == []
+    bot.drain()
+    assert bot.sent_to(ADA) == []
+
+
+def test_stop_on_whatsapp_is_confirmed_and_start_undoes_it(bot: Bot) -> None:
+    bot.wa(ADA, "STOP")
+    assert suppressed(bot.ctx, "whatsapp", ADA) and prefs(bot.ctx)["opt_out"] == ["whatsapp"]
+    bot.drain()
+    [confirmation] = bot.sent_to(f"whatsapp:{ADA}")
+    assert "unsubscribed" in confirmation.form["Body"] and "START" in confirmation.form["Body"]
+
+    bot.wa(ADA, "start")
+    assert not suppressed(bot.ctx, "whatsapp", ADA) and "opt_out" not in prefs(bot.ctx)
+    bot.drain()
+    assert "subscribed again" in bot.sent_to(f"whatsapp:{ADA}")[1].form["Body"]
+
+    bot.wa(BEA, "baja")  # a Spanish customer, in Spanish
+    bot.drain()
+    [baja] = bot.sent_to(f"whatsapp:{BEA}")
+    assert "Te hemos dado de baja" in baja.form["Body"] and suppressed(bot.ctx, "whatsapp", BEA)
+
+
+def test_help_is_answered_unless_twilio_answered_it(bot: Bot) -> None:
+    bot.sms(ADA, "HELP")
+    bot.sms(ADA, "help", extra={"OptOutType": "HELP"})  # Advanced Opt-Out already replied to this one
+    bot.drain()
+    [msg] = bot.sent_to(ADA)
+    assert "STOP" in msg.form["Body"] and "order" in msg.form["Body"]
+    # "yes" only opts back in a number that opted out; otherwise it is a chat message like any other
+    bot.sms(ADA, "yes")
+    assert [r.kind for r in bot.rows(recipient=ADA)] == ["keyword_reply", "chat_reply"]
+
+
+# ---------------------------------------------------------------- notices on WhatsApp
+
+
+def test_a_notice_inside_the_window_goes_as_text_with_quick_reply_buttons(ctx: Context, fake: FakeTwilio) -> None:
+    bot = Bot(ctx, fake, whatsapp_templates={"backorder_created": TEMPLATE})
+    bot.events(customers(["whatsapp", "sms"]))
+    bot.wa(ADA, "hello")  # opens the 24-hour window
+    bot.events([order("1042", "C1")])
+    bot.drain()
+    bot.events([ev("r1", "inventory.received", {"sku": "KTL-200", "warehouse_id": "LDS", "qty": 5})])
+    [allocated] = bot.rows(kind="allocated")
+    assert allocated.channel == "whatsapp" and allocated.fallback == [["sms", ADA]]
+    bot.drain()
+    [content] = fake.contents
+    quick = content.json["types"]["twilio/quick-reply"]  # type: ignore[index]
+    assert quick["actions"] == [
+        {"type": "QUICK_REPLY", "title": "Where is my order?", "id": "order_status:1042"},
+        {"type": "QUICK_REPLY", "title": "Talk to a person", "id": "handoff:1042"},
+    ]
+    notices = [m for m in bot.sent_to(f"whatsapp:{ADA}") if "ContentSid" in m.form]
+    assert len(notices) == 2  # backorder_created then allocated: the same buttons, one Content template
+    assert {m.form["ContentSid"] for m in notices} == {content.sid}
+    texts = [json.loads(m.form["ContentVariables"])["1"] for m in notices]
+    assert "1042" in texts[1] and "reserved" in texts[1]
+    assert bot.rows(kind="allocated")[0].status == "sent"
+
+
+def test_outside_the_window_a_template_goes_and_without_one_sms(ctx: Context, fake: FakeTwilio,
+                                                                 clock: WallClock) -> None:
+    bot = Bot(ctx, fake, whatsapp_templates={"backorder_created": TEMPLATE})
+    bot.events(customers(["whatsapp", "sms"]))
+    real = clock.now
+    clock.now = real - timedelta(hours=25)
+    bot.wa(ADA, "hello")  # a day and an hour ago: the window has closed
+    clock.now = real
+    bot.events([order("1042", "C1")])
+    bot.drain()
+    [notice] = bot.sent_to(f"whatsapp:{ADA}")  # (the answer to "hello" expired unsent an hour after it)
+    assert notice.form["ContentSid"] == TEMPLATE and "Body" not in notice.form
+    variables = json.loads(notice.form["ContentVariables"])
+    assert set(variables) == {"1", "2"} and "1042" in variables["1"] and "\n" not in variables["2"]
+    assert "Blue kettle" in variables["2"]
+
+    bot.events([ev("r1", "inventory.received", {"sku": "KTL-200", "warehouse_id": "LDS", "qty": 5})])
+    bot.drain()  # no template for "allocated": dead on WhatsApp, sent by SMS instead
+    [wa_row] = bot.rows(kind="allocated", channel="whatsapp")
+    assert (wa_row.status, wa_row.error_reason) == ("dead", "no_whatsapp_template")
+    [sms_row] = bot.rows(kind="allocated", channel="sms")
+    [sms] = bot.sent_to(ADA)
+    assert sms_row.status == "sent" and "1042" in sms.form["Body"]
+
+
+# ---------------------------------------------------------------- status callbacks
+
+
+def test_status_callbacks_move_a_message_forward_only(bot: Bot) -> None:
+    bot.sms(ADA, "where is my order 1042?")
+    bot.drain()
+    [row] = bot.rows(kind="chat_reply")
+    assert bot.status(row.provider_id, "sent", ADA).status_code == 200
+    assert bot.rows(id=row.id)[0].status == "sent"
+    assert bot.status(row.provider_id, "delivered", ADA).status_code == 200
+    assert bot.status(row.provider_id, "sent", ADA).status_code == 200  # late, out of order
+    assert bot.status(row.provider_id, "undelivered", ADA, "30003").status_code == 200
+    done = bot.rows(id=row.id)[0]
+    assert done.status == "delivered" and done.delivered_at is not None and done.error_reason is None
+    before = [tuple(r) for r in bot.rows()]
+    assert bot.status("SM" + "f" * 32, "delivered", ADA).status_code == 200  # not ours: nothing changes
+    assert [tuple(r) for r in bot.rows()] == before
+    assert bot.status(row.provider_id, "bogus", ADA).status_code == 400
+
+
+def test_a_21610_failure_suppresses_the_number(bot: Bot) -> None:
+    bot.sms(ADA, "where is my order 1042?")
+    bot.drain()
+    [row] = bot.rows(kind="chat_reply")
+    bot.status(row.provider_id, "failed", ADA, "21610")
+    dead = bot.rows(id=row.id)[0]
+    assert (dead.status, dead.error_reason) == ("dead", "opted_out") and suppressed(bot.ctx, "sms", ADA)
+
+
+def test_a_21211_failure_falls_back_and_a_30001_is_retried(ctx: Context, fake: FakeTwilio) -> None:
+    bot = Bot(ctx, fake, whatsapp_templates={"backorder_created": TEMPLATE})
+    bot.events([*customers(["whatsapp", "sms"]), order("1042", "C1")])
+    bot.drain()
+    [wa_row] = bot.rows(kind="backorder_created")
+    bot.status(wa_row.provider_id, "undelivered", ADA, "21211")
+    dead = bot.rows(id=wa_row.id)[0]
+    assert (dead.status, dead.error_reason) == ("dead", "invalid_number")
+    [sms_row] = bot.rows(kind="backorder_created", channel="sms")
+    assert sms_row.status == "pending"
+    bot.drain()
+    sms_row = bot.rows(id=sms_row.id)[0]
+    assert sms_row.status == "sent" and len(bot.sent_to(ADA)) == 1
+
+    bot.status(sms_row.provider_id, "failed", ADA, "30001")  # Twilio's queue overflowed: try again later
+    retry = bot.rows(id=sms_row.id)[0]
+    assert (retry.status, retry.error_reason) == ("failed", "provider_busy") and retry.due_at > bot.ctx.now()
+
+
+# ---------------------------------------------------------------- the sender against the fake
+
+
+def msg(channel: str = "sms", kind: str = "chat_reply", to: str = ADA, **kw: Any) -> Outgoing:
+    return Outgoing(id=1, channel=channel, recipient=to, kind=kind, body="Your order 1042 ships Monday.",
+                    idempotency_key="k1", **kw)
+
+
+def failure(sender: TwilioSender, m: Outgoing) -> SendError:
+    async def go() -> SendError:
+        try:
+            await sender.send(m)
+        except SendError as exc:
+            return exc
+        finally:
+            await sender.aclose()
+        raise AssertionError("the send went through")
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(("mode", "kind", "reason", "retry_after"), [
+    ("429", RetryableError, "rate_limited", 2.0),
+    ("500", RetryableError, "server_error", None),
+    (21211, PermanentError, "invalid_number", None),
+    (21614, PermanentError, "invalid_number", None),
+    (63016, PermanentError, "outside_whatsapp_window", None),
+    (21408, PermanentError, "twilio_21408", None),
+])
+def test_the_sender_classifies_twilio_errors(bot: Bot, mode: str | int, kind: type[SendError], reason: str,
+                                              retry_after: float | None) -> None:
+    bot.fake.fail_next(1, mode)
+    exc = failure(TwilioSender("sms", bot.ctx.settings.twilio, bot.ctx.engine), msg())
+    assert type(exc) is kind and exc.reason == reason and exc.retry_after == retry_after
+    assert not suppressed(bot.ctx, "sms", ADA)
+
+
+def test_the_sender_suppresses_on_21610_and_then_refuses_without_calling(bot: Bot) -> None:
+    bot.fake.fail_next(1, 21610)
+    sender = TwilioSender("sms", bot.ctx.settings.twilio, bot.ctx.engine)
+    exc = failure(sender, msg())
+    assert isinstance(exc, PermanentError) and exc.reason == "opted_out" and suppressed(bot.ctx, "sms", ADA)
+    calls = len(bot.fake.requests)
+    exc = failure(TwilioSender("sms", bot.ctx.settings.twilio, bot.ctx.engine), msg())
+    assert exc.reason == "opted_out" and len(bot.fake.requests) == calls
+
+
+def test_an_unreachable_twilio_is_retried(bot: Bot) -> None:
+    settings = bot.ctx.settings.twilio.model_copy(update={"api_base_url": "http://127.0.0.1:9"})
+    exc = failure(TwilioSender("sms", settings, bot.ctx.engine), msg())
+    assert isinstance(exc, RetryableError) and exc.reason == "connection"
+
+
+def test_a_burst_to_one_number_keeps_its_rate(ctx: Context, fake: FakeTwilio) -> None:
+    bot = Bot(ctx, fake, rates={"sms": 5.0})
+    bot.events(customers(["console"]))
+    for i in range(4):
+        bot.sms(ADA, f"where is order {1042 + i}?")
+    bot.drain()
+    arrivals = [m.monotonic for m in bot.sent_to(ADA)]
+    assert len(arrivals) == 4
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps) >= 0.2 - 0.03  # 5 a second to one number, never faster (jitter of the timer aside)
+
+
+def test_the_window_opens_with_the_customers_message(bot: Bot) -> None:
+    """A notice kind outside the window with no template is refused before any call to Twilio."""
+    sender = TwilioSender("whatsapp", bot.ctx.settings.twilio, bot.ctx.engine, clock=bot.ctx.now)
+    exc = failure(sender, msg("whatsapp", "eta_changed", payload={"title": "t", "text": "x", "actions": []}))
+    assert isinstance(exc, PermanentError) and exc.reason == "no_whatsapp_template" and bot.fake.requests == []
+    with unit_of_work(bot.ctx.engine) as conn:
+        conn.execute(t.inbound_messages.insert().values(channel="whatsapp", message_id=new_sid(), sender=ADA,
+                                                        received_at=bot.ctx.now() - timedelta(hours=23)))
+    sent = asyncio.run(_send_once(TwilioSender("whatsapp", bot.ctx.settings.twilio, bot.ctx.engine,
+                                               clock=bot.ctx.now),
+                                  msg("whatsapp", "eta_changed", payload={"title": "t", "text": "x", "actions": []})))
+    assert sent.provider_id == bot.fake.messages[-1].sid
+    assert bot.fake.messages[-1].form["Body"] == "Your order 1042 ships Monday."
+
+
+async def _send_once(sender: TwilioSender, m: Outgoing) -> Any:
+    try:
+        return await sender.send(m)
+    finally:
+        await sender.aclose()
+
