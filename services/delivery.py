@@ -16,10 +16,10 @@ from sqlalchemy import ColumnElement, Connection, Row, select, update
 
 from notifiers.dispatch import backoff, fallback_row
 from notifiers.twilio_errors import classify
-from services.channels import suppress
 from services.context import Context
 from store import outbox
 from store import tables as t
+from store.chat_state import suppress
 from store.db import unit_of_work
 from store.upsert import insert_ignore
 

@@ -13,8 +13,8 @@ from typing import Literal
 
 from sqlalchemy import Connection, select, update
 
-from services.channels import suppress, unsuppress
 from store import tables as t
+from store.chat_state import suppress, unsuppress
 
 Keyword = Literal["stop", "start", "help"]
 

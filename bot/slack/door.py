@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services import chat
-from services.channels import first_delivery, staff_user
+from services.channels import staff_user
 from services.chat import ChatUser
 from services.context import Context
+from store.chat_state import first_delivery
 from store.db import unit_of_work
 
 CHANNEL = "slack"

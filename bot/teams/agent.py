@@ -25,9 +25,10 @@ from microsoft_agents.hosting.core import (
 )
 
 from notifiers.adaptive_cards import CONTENT_TYPE, answer_card
-from services import channels as store
+from services.channels import staff_user
 from services.chat import ACTIONS, ChatReply, ChatUser, act, reply
 from services.context import Context
+from store import chat_state
 from store.db import unit_of_work
 
 CHANNEL = "teams"
@@ -59,13 +60,13 @@ def _remember(ctx: Context, activity: Activity, *, dedupe: bool) -> bool:
     ref = reference_json(activity)
     who = user_key(activity)
     with unit_of_work(ctx.engine) as conn:
-        if dedupe and activity.id and not store.first_delivery(conn, CHANNEL, activity.id, who or "", ctx.now()):
+        if dedupe and activity.id and not chat_state.first_delivery(conn, CHANNEL, activity.id, who or "", ctx.now()):
             return False
         if activity.conversation is not None and activity.conversation.id:
-            store.save_ref(conn, CHANNEL, activity.conversation.id, ref, ctx.now())
+            chat_state.save_ref(conn, CHANNEL, activity.conversation.id, ref, ctx.now())
         # A person's key names their 1:1 chat only: an alert meant for them must not land in a team channel.
         if who and activity.conversation is not None and activity.conversation.conversation_type == "personal":
-            store.save_ref(conn, CHANNEL, who, ref, ctx.now())
+            chat_state.save_ref(conn, CHANNEL, who, ref, ctx.now())
     return True
 
 
@@ -75,7 +76,7 @@ def _asker(ctx: Context, activity: Activity) -> ChatUser:
     ids = [i for i in (who.aad_object_id, who.id) if i] if who is not None else []
     with ctx.engine.connect() as conn:
         for account in ids:
-            found = store.staff_user(conn, ctx.settings, "teams_user", account)
+            found = staff_user(conn, ctx.settings, "teams_user", account)
             if found is not None:
                 return found
     return ChatUser(staff_id=f"{CHANNEL}:{ids[0] if ids else 'unknown'}", roles=frozenset())

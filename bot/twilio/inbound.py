@@ -21,10 +21,11 @@ import phonenumbers
 
 from prompts import render
 from services import chat
-from services.channels import first_delivery, is_suppressed, staff_user
+from services.channels import staff_user
 from services.context import Context
 from services.keywords import WEAK_START, keyword, opt_in, opt_out, word_of
 from store import tables as t
+from store.chat_state import first_delivery, is_suppressed
 from store.db import unit_of_work
 from store.upsert import insert_ignore
 

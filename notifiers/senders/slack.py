@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from backorder.config import SlackSettings
 from notifiers import slack_blocks
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent
-from services.channels import remember_thread, thread_of
+from store.chat_state import remember_thread, thread_of
 from store.db import unit_of_work
 
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")

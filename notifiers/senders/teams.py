@@ -23,7 +23,7 @@ from backorder.config import TeamsSettings
 from notifiers.adaptive_cards import CONTENT_TYPE, adaptive_card
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent
 from notifiers.teams_auth import connections, outbound_identity, reraise
-from services import channels as store
+from store import chat_state as store
 
 CHANNEL = "teams"
 GONE = (403, 404)  # bot uninstalled / blocked, or the conversation no longer exists

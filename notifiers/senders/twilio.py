@@ -35,7 +35,7 @@ from twilio.rest.content.v1.content import ContentList
 from backorder.config import TwilioSettings
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent
 from notifiers.twilio_errors import classify
-from services import channels as store_channels
+from store import chat_state as store_channels
 from store.db import unit_of_work
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ from services import channels
 from services.chat import ChatUser, act
 from services.context import Context
 from services.inbox import drain, store_events
+from store import chat_state
 from store import tables as t
 from store.db import unit_of_work
 
@@ -81,35 +82,35 @@ def test_staff_accounts_resolve_from_the_store_before_the_configuration(ctx: Con
 def test_an_inbound_message_is_seen_once_and_dates_the_senders_window(ctx: Context) -> None:
     now = ctx.now()
     with unit_of_work(ctx.engine) as conn:
-        assert channels.first_delivery(conn, "whatsapp", "SM1", "+447911123456", now)
-        assert not channels.first_delivery(conn, "whatsapp", "SM1", "+447911123456", now + timedelta(seconds=5))
-        assert channels.first_delivery(conn, "sms", "SM1", "+447911123456", now)  # ids are per channel
-        assert channels.first_delivery(conn, "whatsapp", "SM2", "+447911123456", now + timedelta(hours=2))
+        assert chat_state.first_delivery(conn, "whatsapp", "SM1", "+447911123456", now)
+        assert not chat_state.first_delivery(conn, "whatsapp", "SM1", "+447911123456", now + timedelta(seconds=5))
+        assert chat_state.first_delivery(conn, "sms", "SM1", "+447911123456", now)  # ids are per channel
+        assert chat_state.first_delivery(conn, "whatsapp", "SM2", "+447911123456", now + timedelta(hours=2))
     with ctx.engine.connect() as conn:
-        assert channels.last_inbound(conn, "whatsapp", "+447911123456") == now + timedelta(hours=2)
-        assert channels.last_inbound(conn, "whatsapp", "+15005550006") is None
+        assert chat_state.last_inbound(conn, "whatsapp", "+447911123456") == now + timedelta(hours=2)
+        assert chat_state.last_inbound(conn, "whatsapp", "+15005550006") is None
 
 
 def test_suppressions_references_and_threads(ctx: Context) -> None:
     now = ctx.now()
     with unit_of_work(ctx.engine) as conn:
-        channels.suppress(conn, "sms", "+447911123456", "keyword:STOP", now)
-        channels.suppress(conn, "sms", "+447911123456", "keyword:STOP", now)  # twice is once
-        assert channels.is_suppressed(conn, "sms", "+447911123456")
-        assert not channels.is_suppressed(conn, "whatsapp", "+447911123456")
-        assert channels.unsuppress(conn, "sms", "+447911123456")
-        assert not channels.unsuppress(conn, "sms", "+447911123456")
-        assert not channels.is_suppressed(conn, "sms", "+447911123456")
+        chat_state.suppress(conn, "sms", "+447911123456", "keyword:STOP", now)
+        chat_state.suppress(conn, "sms", "+447911123456", "keyword:STOP", now)  # twice is once
+        assert chat_state.is_suppressed(conn, "sms", "+447911123456")
+        assert not chat_state.is_suppressed(conn, "whatsapp", "+447911123456")
+        assert chat_state.unsuppress(conn, "sms", "+447911123456")
+        assert not chat_state.unsuppress(conn, "sms", "+447911123456")
+        assert not chat_state.is_suppressed(conn, "sms", "+447911123456")
 
-        channels.save_ref(conn, "teams", "19:abc", {"serviceUrl": "https://a", "v": 1}, now)
-        channels.save_ref(conn, "teams", "19:abc", {"serviceUrl": "https://b", "v": 2}, now + timedelta(minutes=1))
-        assert channels.load_ref(conn, "teams", "19:abc") == {"serviceUrl": "https://b", "v": 2}
-        assert channels.load_ref(conn, "teams", "19:none") is None
+        chat_state.save_ref(conn, "teams", "19:abc", {"serviceUrl": "https://a", "v": 1}, now)
+        chat_state.save_ref(conn, "teams", "19:abc", {"serviceUrl": "https://b", "v": 2}, now + timedelta(minutes=1))
+        assert chat_state.load_ref(conn, "teams", "19:abc") == {"serviceUrl": "https://b", "v": 2}
+        assert chat_state.load_ref(conn, "teams", "19:none") is None
 
-        channels.remember_thread(conn, "slack", "C123", "order:1042", "1700000000.000100", now)
-        channels.remember_thread(conn, "slack", "C123", "order:1042", "1700000099.000100", now)
-        assert channels.thread_of(conn, "slack", "C123", "order:1042") == "1700000000.000100"
-        assert channels.thread_of(conn, "slack", "C999", "order:1042") is None
+        chat_state.remember_thread(conn, "slack", "C123", "order:1042", "1700000000.000100", now)
+        chat_state.remember_thread(conn, "slack", "C123", "order:1042", "1700000099.000100", now)
+        assert chat_state.thread_of(conn, "slack", "C123", "order:1042") == "1700000000.000100"
+        assert chat_state.thread_of(conn, "slack", "C999", "order:1042") is None
 
 
 def test_buttons_answer_through_the_same_scoped_handlers(shop: Context) -> None:

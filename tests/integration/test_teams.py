@@ -30,6 +30,7 @@ from services import channels
 from services.context import Context
 from services.inbox import drain, store_events
 from services.worker import drain_outbox
+from store import chat_state
 from store import tables as t
 from store.db import unit_of_work
 from tests.fakes.bot_connector import TENANT, BotConnector, SigningKey
@@ -127,12 +128,12 @@ def test_references_are_stored_on_install_and_on_every_message(client: TestClien
     assert post(client, bc.message("hello", conversation=f"{OPS};messageid=1", conversation_type="channel",
                                    aad="aad-ada", mention=True)).status_code == 202
     with dev.engine.connect() as conn:
-        team = channels.load_ref(conn, "teams", OPS)
-        installer = channels.load_ref(conn, "teams", "aad-installer")
-        bea = channels.load_ref(conn, "teams", "aad-bea")
-        chat = channels.load_ref(conn, "teams", "a:1chat-ada")
-        ada = channels.load_ref(conn, "teams", "aad-ada")
-        thread = channels.load_ref(conn, "teams", f"{OPS};messageid=1")
+        team = chat_state.load_ref(conn, "teams", OPS)
+        installer = chat_state.load_ref(conn, "teams", "aad-installer")
+        bea = chat_state.load_ref(conn, "teams", "aad-bea")
+        chat = chat_state.load_ref(conn, "teams", "a:1chat-ada")
+        ada = chat_state.load_ref(conn, "teams", "aad-ada")
+        thread = chat_state.load_ref(conn, "teams", f"{OPS};messageid=1")
     assert team is not None and team["conversation"]["id"] == OPS
     assert team["serviceUrl"] == bc.url and team["channelId"] == "msteams"
     assert installer is None  # whoever added the app to a team gets no personal reference from it
