@@ -149,8 +149,8 @@ class Dispatcher:
             outbox.relaxed_commit(conn)
             written = outbox.record(conn, self.owner, results, now)
             if written < len(results):
-                log.warning("%d result(s) not recorded: their lease had passed to another worker",
-                            len(results) - written)
+                log.warning("%d result(s) not recorded: the lease had passed to another worker, or a delivery "
+                            "callback had already decided the message", len(results) - written)
             insert_ignore(conn, t.outbox, [fallback_row(row, outbox.fallback_source(conn, row.id), now)
                                            for row in fall_from], ["idempotency_key"])
         self.sent += sum(1 for r in results if r.status in ("sent", "delivered"))

@@ -1,8 +1,11 @@
 """Delivery status reported by a provider after it accepted a message (Twilio's status callbacks).
 
 A row only moves forward: callbacks arrive out of order and more than once, so a late "sent" after
-"delivered" changes nothing, and only a row that is `sent` (accepted, fate unknown) can become
-delivered or fail. Failures are classified like the sender's own errors (notifiers/twilio_errors.py).
+"delivered" changes nothing, and only a row the provider accepted whose fate is unknown can become
+delivered or fail: `sent`, or still `sending` (the sender notes the provider id as soon as Twilio
+accepts, so a callback that overtakes the worker's batch result still finds its row; the worker's
+result then finds the row moved on and leaves it). Failures are classified like the sender's own errors
+(notifiers/twilio_errors.py).
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, select, update
+from sqlalchemy import ColumnElement, Connection, Row, func, select, update
 
 from notifiers.dispatch import backoff, fallback_row
 from notifiers.twilio_errors import classify
 from services.context import Context
+from services.keywords import opt_out
 from store import outbox
 from store import tables as t
-from store.chat_state import suppress
 from store.db import unit_of_work
 from store.upsert import insert_ignore
 
@@ -31,6 +34,7 @@ PROGRESS = frozenset({"accepted", "scheduled", "queued", "sending", "sent", "rec
 # Final for Twilio, but nothing for us to record: a scheduled send we never make, or a part of a long SMS.
 IGNORED = frozenset({"canceled", "partially_delivered"})
 KNOWN = DELIVERED | FAILED | PROGRESS | IGNORED
+ACCEPTED = ("sending", "sent")  # rows whose fate a callback may still decide
 
 _rng = random.Random()
 
@@ -48,17 +52,18 @@ def record_status(ctx: Context, provider_id: str, status: str, error_code: str |
     o = t.outbox
     with unit_of_work(ctx.engine) as conn:
         row = conn.execute(select(
-            o.c.id, o.c.status, o.c.channel, o.c.recipient, o.c.kind, o.c.fallback, o.c.locale,
+            o.c.id, o.c.status, o.c.channel, o.c.recipient, o.c.kind, o.c.fallback, o.c.locale, o.c.customer_id,
             o.c.idempotency_key, o.c.expires_at, o.c.attempts).where(o.c.provider_id == provider_id)).first()
         if row is None:
             log.info("status %s for unknown message %s: ignored", status, provider_id)
             return "unknown"
-        if status in PROGRESS | IGNORED or row.status != "sent":
+        if status in PROGRESS | IGNORED or row.status not in ACCEPTED:
             return "unchanged"
-        sent_only = (o.c.id == row.id) & (o.c.status == "sent")  # a concurrent callback may have moved it
+        sent_only = (o.c.id == row.id) & o.c.status.in_(ACCEPTED)  # a concurrent callback may have moved it
         if status in DELIVERED:
-            done = conn.execute(update(o).where(sent_only).values(status="delivered", delivered_at=now,
-                                                                  updated_at=now))
+            done = conn.execute(update(o).where(sent_only).values(
+                status="delivered", delivered_at=now, sent_at=func.coalesce(o.c.sent_at, now), lease_owner=None,
+                due_at=None, updated_at=now))
             return "delivered" if done.rowcount else "unchanged"
         return _failed(conn, ctx, row, sent_only, status, error_code, now)
 
@@ -73,15 +78,16 @@ def _failed(conn: Connection, ctx: Context, row: Row[Any], sent_only: ColumnElem
         due = now + timedelta(seconds=backoff(row.attempts, cfg, _rng))
         if row.attempts < cfg.max_attempts and (row.expires_at is None or due <= row.expires_at):
             done = conn.execute(update(o).where(sent_only).values(
-                status="failed", due_at=due, error=error, error_reason=verdict.reason, updated_at=now))
+                status="failed", due_at=due, error=error, error_reason=verdict.reason, lease_owner=None,
+                updated_at=now))
             return f"retry:{verdict.reason}" if done.rowcount else "unchanged"
     reason = verdict.reason
     done = conn.execute(update(o).where(sent_only).values(status="dead", due_at=None, error=error,
-                                                          error_reason=reason, updated_at=now))
+                                                          error_reason=reason, lease_owner=None, updated_at=now))
     if not done.rowcount:
         return "unchanged"
-    if verdict.action == "opted_out":
-        suppress(conn, row.channel, row.recipient, f"twilio:{error_code}", now)
+    if verdict.action == "opted_out":  # as if they had said STOP to us: planning routes around it from now on
+        opt_out(conn, row.channel, row.recipient, row.customer_id, f"twilio:{error_code}", now)
     if verdict.action == "invalid_number" and row.fallback:
         insert_ignore(conn, o, [fallback_row(row, outbox.fallback_source(conn, row.id), now)], ["idempotency_key"])
     return f"dead:{reason}"

@@ -43,10 +43,13 @@ def keyword(text: str) -> Keyword | None:
     return None
 
 
-def opt_out(conn: Connection, channel: str, number: str, customer_id: str | None, word: str,
+def opt_out(conn: Connection, channel: str, number: str, customer_id: str | None, reason: str,
             now: datetime) -> None:
-    """Stop every message to `number` on `channel`, in the caller's unit of work."""
-    suppress(conn, channel, number, f"keyword:{word.strip().upper()[:40]}", now)
+    """Stop every message to `number` on `channel`, in the caller's unit of work.
+
+    `reason`: what said so ("keyword:STOP", or "twilio:21610" when the carrier reports the number opted out).
+    """
+    suppress(conn, channel, number, reason[:60], now)
     if customer_id is not None:
         _set_channel_opt_out(conn, customer_id, channel, True)
 

@@ -134,6 +134,15 @@ def reserve(conn: Connection, key: str, count: int, interval: float, now: dateti
     return start
 
 
+def note_provider_id(conn: Connection, outbox_id: int, provider_id: str) -> None:
+    """Record the provider's id of a row still being sent, before the worker's batch result is written.
+
+    A provider's delivery callback can overtake that result (the batch waits for its slowest send); with
+    the id noted at once the callback finds its row.
+    """
+    conn.execute(update(o).where(o.c.id == outbox_id, o.c.status == "sending").values(provider_id=provider_id))
+
+
 def extend(conn: Connection, key: str, until: datetime) -> None:
     """Push `key`'s next free instant out to `until` (never back): slots were used past what was reserved.
 

@@ -69,7 +69,7 @@ def answer(ctx: Context, channel: str, form: Mapping[str, str]) -> bool:
             word = None
         if word is not None:
             if word == "stop":
-                opt_out(conn, channel, number, asking.customer_id, text, now)
+                opt_out(conn, channel, number, asking.customer_id, f"keyword:{text.strip().upper()[:40]}", now)
             elif word == "start":
                 opt_in(conn, channel, number, asking.customer_id)
             twilio_answered = channel == "sms" and (word == "stop" or bool(form.get("OptOutType")))

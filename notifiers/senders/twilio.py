@@ -36,6 +36,7 @@ from backorder.config import TwilioSettings
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent
 from notifiers.twilio_errors import classify
 from store import chat_state as store_channels
+from store import outbox
 from store.db import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,12 @@ class TwilioSender:
             created = await self.client.messages.create_async(**fields)
         except (TwilioException, aiohttp.ClientError, TimeoutError) as exc:
             raise await self._failure(msg, exc) from exc
+        await asyncio.to_thread(self._note, msg.id, created.sid)
         return Sent(provider_id=created.sid, delivered=False)
+
+    def _note(self, outbox_id: int, sid: str) -> None:
+        with unit_of_work(self.engine) as conn:
+            outbox.note_provider_id(conn, outbox_id, sid)
 
     def _read_store(self, number: str) -> tuple[bool, datetime | None]:
         with self.engine.connect() as conn:

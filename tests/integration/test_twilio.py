@@ -21,6 +21,7 @@ from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sen
 from notifiers.senders.twilio import TwilioSender
 from services.context import Context
 from services.worker import drain_outbox
+from store import outbox
 from store import tables as t
 from store.db import unit_of_work
 from tests.fakes.twilio_api import (
@@ -391,6 +392,29 @@ def test_a_21610_failure_suppresses_the_number(bot: Bot) -> None:
     bot.status(row.provider_id, "failed", ADA, "21610")
     dead = bot.rows(id=row.id)[0]
     assert (dead.status, dead.error_reason) == ("dead", "opted_out") and suppressed(bot.ctx, "sms", ADA)
+    with bot.ctx.engine.connect() as conn:  # and planning routes around SMS from now on, as after a STOP
+        prefs = conn.execute(select(t.customers.c.preferences).where(t.customers.c.customer_id == "C1")).scalar_one()
+    assert prefs["opt_out"] == ["sms"]
+
+
+def test_a_callback_that_overtakes_the_workers_result_finds_its_row(bot: Bot) -> None:
+    bot.sms(ADA, "where is my order 1042?")
+    [row] = bot.rows(kind="chat_reply")
+    now = bot.ctx.now()
+    with unit_of_work(bot.ctx.engine) as conn:  # a worker claims the row...
+        assert row.id in [r.id for r in outbox.claim(conn, "worker-a", 100, now, 60)]
+    sender = TwilioSender("sms", bot.ctx.settings.twilio, bot.ctx.engine, clock=bot.ctx.now)
+    sent = asyncio.run(_send_once(sender, Outgoing(id=row.id, channel="sms", recipient=ADA, kind="chat_reply",
+                                                   body=row.body, idempotency_key=row.idempotency_key)))
+    sending = bot.rows(id=row.id)[0]  # ...Twilio accepted it; the worker's batch has not been recorded yet
+    assert (sending.status, sending.provider_id) == ("sending", sent.provider_id)
+    assert bot.status(sent.provider_id, "delivered", ADA).status_code == 200
+    delivered = bot.rows(id=row.id)[0]
+    assert delivered.status == "delivered" and delivered.sent_at is not None and delivered.lease_owner is None
+    with unit_of_work(bot.ctx.engine) as conn:  # the late batch result leaves the decided row alone
+        assert outbox.record(conn, "worker-a", [outbox.Result(row.id, "sent", provider_id=sent.provider_id)],
+                             now) == 0
+    assert bot.rows(id=row.id)[0].status == "delivered"
 
 
 def test_a_21211_failure_falls_back_and_a_30001_is_retried(ctx: Context, fake: FakeTwilio) -> None:
