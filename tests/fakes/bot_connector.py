@@ -50,6 +50,7 @@ class Posted:
     authorization: str | None
     activity: dict[str, Any]
     status: int
+    monotonic: float = 0.0  # time.monotonic() at arrival, for rate checks
 
 
 def _b64(n: int) -> str:
@@ -212,7 +213,7 @@ class BotConnector:
             with state.lock:
                 state.posts.append(Posted(request.method, request.path, request.match_info.get("conversation"),
                                           request.match_info.get("reply_to"), request.headers.get("Authorization"),
-                                          body, status))
+                                          body, status, time.monotonic()))
                 state.arrived.notify_all()
 
         async def post_activity(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ alerts captured by a fake Bot Connector (tests/fakes/bot_connector.py) that the 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from intents.model import STAFF_INTENTS
 from notifiers.adaptive_cards import CONTENT_TYPE
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError
 from notifiers.senders.teams import TeamsSender
-from services import channels
+from services import channels, tasks
 from services.context import Context
 from services.inbox import drain, store_events
 from services.worker import drain_outbox
@@ -59,8 +60,8 @@ def apply(ctx: Context, events: list[dict[str, Any]]) -> None:
 
 
 def teams_ctx(ctx: Context, teams: dict[str, Any] | None = None, **overrides: Any) -> Context:
-    settings = load_settings(database_url=ctx.settings.database_url, teams=teams or {"anonymous": True},
-                             notify={"rules": {"ops_digest": {"enabled": False}}}, **overrides)
+    overrides.setdefault("notify", {"rules": {"ops_digest": {"enabled": False}}})
+    settings = load_settings(database_url=ctx.settings.database_url, teams=teams or {"anonymous": True}, **overrides)
     return Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
 
 
@@ -230,6 +231,24 @@ def test_a_team_alert_goes_out_proactively_as_an_adaptive_card(client: TestClien
     with dev.engine.connect() as conn:
         sent = conn.execute(select(t.outbox.c.status, t.outbox.c.provider_id).where(t.outbox.c.id == row.id)).one()
     assert sent.status == "sent" and sent.provider_id == "activity-1"
+
+
+def test_a_burst_to_one_conversation_keeps_the_rate(ctx: Context, bc: BotConnector) -> None:
+    made = teams_ctx(ctx, staff={"team": {"channels": ["teams"], "teams_conversation": OPS}},
+                     notify={"rules": {"ops_digest": {"enabled": False}}, "rate_per_destination": {"teams": 5.0}})
+    apply(made, CATALOG)
+    client = TestClient(create_app(made, background_applier=False))
+    assert post(client, bc.members_added(conversation=OPS)).status_code == 202
+    with unit_of_work(made.engine) as conn:
+        for sku in ("A-1", "A-2", "A-3", "A-4"):
+            tasks.open_task(conn, made, "procurement_review", sku=sku, title=f"Expedite {sku}", detail={},
+                            cause=f"test:{sku}")
+    asyncio.run(drain_outbox(made))  # the catalog's own notices go to the console
+    arrivals = [p.monotonic for p in bc.wait_for(4) if p.conversation_id == OPS]
+    assert len(arrivals) == 4 and len(bc.posts) == 4
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    # 5 sends/s to one conversation ([notify] rate_per_destination): at least ~0.2 s apart (a lower bound only).
+    assert min(gaps) >= 0.15 and arrivals[-1] - arrivals[0] >= 0.55
 
 
 # -- the sender's failures ----------------------------------------------------------------------------
