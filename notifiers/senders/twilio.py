@@ -163,23 +163,29 @@ class TwilioSender:
         return suppressed, last_in
 
     async def _session_message(self, msg: Outgoing) -> dict[str, Any]:
-        buttons = [(f"{a['id']}:{a.get('value', '')}"[:200], str(a["label"])[:MAX_TITLE])
-                   for a in (msg.payload or {}).get("actions", [])[:MAX_BUTTONS]]
-        if not buttons:
+        actions = (msg.payload or {}).get("actions", [])[:MAX_BUTTONS]
+        if not actions:
             return {"body": msg.body}
-        sid = await self._quick_reply(buttons, msg.locale)
-        return {"content_sid": sid, "content_variables": json.dumps({"1": msg.body[:MAX_QUICK_REPLY_BODY]})}
+        # The template holds the titles; the text and each button's payload ("<action>:<value>") are its
+        # variables, so one template serves every order and task with the same buttons.
+        sid = await self._quick_reply([(str(a["id"]), str(a["label"])[:MAX_TITLE]) for a in actions], msg.locale)
+        variables = {"1": msg.body[:MAX_QUICK_REPLY_BODY]}
+        variables.update({str(i): f"{a['id']}:{a.get('value', '')}"[:200] for i, a in enumerate(actions, start=2)})
+        return {"content_sid": sid, "content_variables": json.dumps(variables, ensure_ascii=False)}
 
     async def _quick_reply(self, buttons: list[tuple[str, str]], locale: str) -> str:
+        """The Content template for these buttons (action id, title), made once per process and set of buttons."""
         digest = hashlib.sha256(json.dumps([locale, buttons]).encode()).hexdigest()[:32]
         key = (self.settings.account_sid or "", self.settings.api_base_url, digest)
         if key in _QUICK_REPLIES:
             return _QUICK_REPLIES[key]
         request = ContentList.ContentCreateRequest({
             "friendly_name": f"backorder_quick_reply_{digest[:16]}", "language": locale[:2] or "en",
-            "variables": {"1": "text"},
-            "types": {"twilio/quick-reply": {"body": "{{1}}", "actions": [{"type": "QUICK_REPLY", "title": title,
-                                                                           "id": ident} for ident, title in buttons]}},
+            # Sample values of the variables: the text, then each button's "<action>:<value>" payload.
+            "variables": {"1": "text", **{str(i): f"{ident}:value" for i, (ident, _) in enumerate(buttons, start=2)}},
+            "types": {"twilio/quick-reply": {"body": "{{1}}", "actions": [
+                {"type": "QUICK_REPLY", "title": title, "id": f"{{{{{i}}}}}"}
+                for i, (_, title) in enumerate(buttons, start=2)]}},
         })
         _retry_after.set(None)
         try:

@@ -328,15 +328,21 @@ def test_a_notice_inside_the_window_goes_as_text_with_quick_reply_buttons(ctx: C
     bot.drain()
     [content] = fake.contents
     quick = content.json["types"]["twilio/quick-reply"]  # type: ignore[index]
-    assert quick["actions"] == [
-        {"type": "QUICK_REPLY", "title": "Where is my order?", "id": "order_status:1042"},
-        {"type": "QUICK_REPLY", "title": "Talk to a person", "id": "handoff:1042"},
+    assert quick["actions"] == [  # the payloads are variables: one template for every order
+        {"type": "QUICK_REPLY", "title": "Where is my order?", "id": "{{2}}"},
+        {"type": "QUICK_REPLY", "title": "Talk to a person", "id": "{{3}}"},
     ]
     notices = [m for m in bot.sent_to(f"whatsapp:{ADA}") if "ContentSid" in m.form]
     assert len(notices) == 2  # backorder_created then allocated: the same buttons, one Content template
     assert {m.form["ContentSid"] for m in notices} == {content.sid}
-    texts = [json.loads(m.form["ContentVariables"])["1"] for m in notices]
-    assert "1042" in texts[1] and "reserved" in texts[1]
+    variables = [json.loads(m.form["ContentVariables"]) for m in notices]
+    assert "1042" in variables[1]["1"] and "reserved" in variables[1]["1"]
+    assert all((v["2"], v["3"]) == ("order_status:1042", "handoff:1042") for v in variables)
+    bot.events([order("1057", "C1", sku="GRN-12")])  # another backorder: the same template, its own payloads
+    bot.drain()
+    [later] = [m for m in bot.sent_to(f"whatsapp:{ADA}") if "ContentSid" in m.form][2:]
+    assert later.form["ContentSid"] == content.sid and len(fake.contents) == 1
+    assert json.loads(later.form["ContentVariables"])["2"] == "order_status:1057"
     assert bot.rows(kind="allocated")[0].status == "sent"
 
 
