@@ -169,18 +169,6 @@ def catalog() -> list[dict[str, Any]]:
     return seed
 
 
-class Stamped(list[Any]):
-    """The Bot Connector's record of posts, with the monotonic time each arrived (the fake keeps none)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-
-    def append(self, item: Any) -> None:
-        self.times.append(time.monotonic())
-        super().append(item)
-
-
 def wait_until(count: Callable[[], int], want: int, what: str) -> None:
     deadline = time.monotonic() + REPLY_TIMEOUT_S
     while count() < want:
@@ -249,7 +237,7 @@ def ask_all(base: str, fakes: Any, n: int) -> dict[str, dict[str, list[float]]]:
 
     def teams_answered(i: int) -> float:
         bc.wait_for(teams_before + i + 1, timeout=REPLY_TIMEOUT_S)
-        return float(bc._state.posts.times[teams_before + i])
+        return float(bc.posts[teams_before + i].monotonic)
 
     def teams_check(i: int) -> None:
         post = bc.posts[teams_before + i]
@@ -533,7 +521,6 @@ def run_db(kind: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     url = new_database(kind, work)
     bc = BotConnector()
-    bc._state.posts = Stamped()
     try:
         with FakeSlack(SLACK_TOKEN) as slack, bc, FakeTwilio(ACCOUNT, TWILIO_TOKEN) as twilio:
             env = channel_env(url, slack.api_url, twilio.url)

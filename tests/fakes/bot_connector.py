@@ -18,9 +18,7 @@ Every POST to /v3 is recorded with its Authorization header; posts answer {"id":
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import itertools
 import json
 import threading
@@ -28,12 +26,13 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes._server import LoopbackServer
 
 BOT_ID = "28:bot-app-id"
 BOT_NAME = "Backorder Bot"
@@ -88,16 +87,13 @@ class _State:
         self.ids = itertools.count(1)
 
 
-class BotConnector:
+class BotConnector(LoopbackServer):
+    name = "fake-bot-connector"
+
     def __init__(self, *, key: SigningKey | None = None) -> None:
-        self.host = "127.0.0.1"
-        self.port = 0
+        super().__init__()
         self.key = key or SigningKey()
         self._state = _State()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._error: BaseException | None = None
 
     # -- addresses and control
 
@@ -206,7 +202,7 @@ class BotConnector:
 
     # -- server
 
-    def _app(self) -> web.Application:
+    def make_app(self) -> web.Application:
         state = self._state
 
         def record(request: web.Request, body: dict[str, Any], status: int) -> None:
@@ -256,57 +252,6 @@ class BotConnector:
         app.router.add_post("/{tenant}/oauth2/v2.0/token", token)
         app.router.add_get("/keys", keys)
         return app
-
-    def start(self) -> BotConnector:
-        ready = threading.Event()
-
-        async def serve() -> None:
-            self._stopping = asyncio.Event()
-            runner = web.AppRunner(self._app())
-            await runner.setup()
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-            server = site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            try:
-                await self._stopping.wait()
-            finally:
-                await runner.cleanup()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(serve())
-            except BaseException as exc:  # surfaced by start() instead of dying silently in the thread
-                self._error = exc
-                ready.set()
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-bot-connector", daemon=True)
-        self._thread.start()
-        if not ready.wait(10.0) or self._error is not None:
-            raise RuntimeError(f"bot connector did not start: {self._error}")
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(10.0)
-        self._thread = None
-
-    def __enter__(self) -> BotConnector:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def dumps(activity: dict[str, Any]) -> bytes:

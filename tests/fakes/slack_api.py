@@ -20,7 +20,6 @@ A wrong or missing bearer token gets {"ok": false, "error": "invalid_auth"} as S
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
@@ -29,11 +28,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes._server import LoopbackServer
 
 TEAM_ID = "T0BACKORD"
 APP_ID = "A0BACKORD"
@@ -166,17 +166,15 @@ def _make_app(state: _State) -> web.Application:
     return app
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """The Slack Web API on 127.0.0.1, served from its own thread and event loop."""
+
+    name = "fake-slack"
 
     def __init__(self, token: str = "xoxb-test-token", host: str = "127.0.0.1", *,
                  app_token: str | None = None) -> None:
-        self.host = host
-        self.port = 0
+        super().__init__(host)
         self._state = _State(token, app_token)
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
 
     @property
     def base_url(self) -> str:
@@ -224,60 +222,14 @@ class FakeSlack:
                     raise TimeoutError("no Socket Mode connection")
                 self._state.arrived.wait(left)
             ws = self._state.socket
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(ws.send_json(envelope), self._loop).result(timeout)
+        self.run_in_loop(ws.send_json(envelope), timeout)
 
     # -- lifecycle
-    def start(self) -> FakeSlack:
-        ready = threading.Event()
-        errors: list[BaseException] = []
+    def make_app(self) -> web.Application:
+        return _make_app(self._state)
 
-        async def serve() -> None:
-            runner = web.AppRunner(_make_app(self._state), access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-            server = site._server
-            assert server is not None
-            self.port = self._state.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self._stop = asyncio.Event()
-            ready.set()
-            try:
-                await self._stop.wait()
-            finally:
-                await runner.cleanup()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(serve())
-            except BaseException as exc:  # surfaced by start() instead of dying silently in the thread
-                errors.append(exc)
-                ready.set()
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-slack", daemon=True)
-        self._thread.start()
-        if not ready.wait(10.0) or errors:
-            raise RuntimeError(f"fake Slack did not start: {errors}")
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10.0)
-        self._thread = None
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def on_started(self) -> None:
+        self._state.port = self.port
 
 
 class SlackSigner:

@@ -15,9 +15,7 @@ of the webhooks Twilio sends us (inbound SMS and WhatsApp, status callbacks), si
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import itertools
 import json
 import secrets
@@ -27,11 +25,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
+
+from tests.fakes._server import LoopbackServer
 
 # Twilio's messages for the codes tests use (https://www.twilio.com/docs/api/errors).
 ERRORS = {
@@ -55,20 +54,18 @@ class Captured:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeTwilio:
+class FakeTwilio(LoopbackServer):
+    name = "fake-twilio"
+
     def __init__(self, account_sid: str, auth_token: str, *, retry_after: str = "2") -> None:
+        super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.retry_after = retry_after
-        self.host = "127.0.0.1"
-        self.port = 0
         self._lock = threading.Lock()
         self._requests: list[Captured] = []
         self._queued: deque[str | int] = deque()
         self._ids = itertools.count(1)
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
 
     @property
     def url(self) -> str:
@@ -160,57 +157,11 @@ class FakeTwilio:
         }, status=201)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> FakeTwilio:
-        ready = threading.Event()
-        error: list[BaseException] = []
-
-        async def serve() -> None:
-            self._stopping = asyncio.Event()
-            app = web.Application()
-            app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._messages)
-            app.router.add_post("/v1/Content", self._content)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-            await runner.setup()
-            site = web.TCPSite(runner, self.host, 0)
-            await site.start()
-            self.port = runner.addresses[0][1]
-            ready.set()
-            try:
-                await self._stopping.wait()
-            finally:
-                await runner.cleanup()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            try:
-                self._loop.run_until_complete(serve())
-            except BaseException as exc:
-                error.append(exc)
-                ready.set()
-            finally:
-                self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-twilio", daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or error:
-            raise RuntimeError(f"fake Twilio did not start: {error}")
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(10)
-        self._thread = None
-
-    def __enter__(self) -> FakeTwilio:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._messages)
+        app.router.add_post("/v1/Content", self._content)
+        return app
 
 
 # -- webhooks as Twilio sends them ------------------------------------------------------------------
