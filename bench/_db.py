@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -27,3 +28,17 @@ def drop_database(url: str) -> None:
     path = Path(make_url(url).database or "")
     for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         p.unlink(missing_ok=True)
+
+
+def new_database(kind: str, workdir: Path, prefix: str = "bench") -> str:
+    """A fresh, migrated database: a new PostgreSQL database beside PG_ADMIN, or a SQLite file in `workdir`."""
+    from store.db import upgrade
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    if kind == "postgresql":
+        pg_admin(f'CREATE DATABASE "{name}"')
+        url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    else:
+        url = f"sqlite:///{workdir / f'{name}.db'}"
+    upgrade(url)
+    return url

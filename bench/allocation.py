@@ -41,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _db import PG_ADMIN, drop_database, pg_admin  # noqa: E402  (bench/ is the script's directory)
+from _db import PG_ADMIN, drop_database, new_database, pg_admin  # noqa: E402  (bench/ is the script's directory)
 from sqlalchemy import create_engine, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -198,19 +198,6 @@ def load_dataset(url: str, data: Dataset) -> dict[str, int]:
 def _pg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
-
-
-def new_database(kind: str, workdir: Path) -> str:
-    from store.db import upgrade
-
-    if kind == "postgresql":
-        name = f"bench_{uuid.uuid4().hex[:10]}"
-        pg_admin(f'CREATE DATABASE "{name}"')
-        url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{workdir / f'bench_{uuid.uuid4().hex[:10]}.db'}"
-    upgrade(url)
-    return url
 
 
 def clone_database(url: str) -> str:

@@ -47,9 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench._db import PG_ADMIN, drop_database, pg_admin  # noqa: E402
+from bench._db import PG_ADMIN, drop_database, new_database  # noqa: E402
 from bench._machine import cpu_model  # noqa: E402
 from bench._notify_helpers import Proc, free_port, percentile, run_phase, table, wait_http  # noqa: E402
 
@@ -100,19 +99,6 @@ def use_env(env: dict[str, str]) -> None:
     for key in [k for k in os.environ if k.startswith("BACKORDER_") and k != "BACKORDER_BENCH_PG"]:
         del os.environ[key]
     os.environ.update({k: v for k, v in env.items() if k.startswith("BACKORDER_")})
-
-
-def new_database(kind: str, work: Path) -> str:
-    from store.db import upgrade
-
-    if kind == "postgresql":
-        name = f"bench_channels_{uuid.uuid4().hex[:10]}"
-        pg_admin(f'CREATE DATABASE "{name}"')
-        url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{work / f'channels-{uuid.uuid4().hex[:8]}.db'}"
-    upgrade(url)
-    return url
 
 
 # ----------------------------------------------------------------------------------------------
@@ -519,7 +505,7 @@ def run_db(kind: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from tests.fakes.slack_api import FakeSlack, SlackSigner
     from tests.fakes.twilio_api import FakeTwilio
 
-    url = new_database(kind, work)
+    url = new_database(kind, work, "bench_channels")
     bc = BotConnector()
     try:
         with FakeSlack(SLACK_TOKEN) as slack, bc, FakeTwilio(ACCOUNT, TWILIO_TOKEN) as twilio:

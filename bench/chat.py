@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _db import drop_database  # noqa: E402  (bench/ is the script's directory)
+from _db import drop_database, new_database  # noqa: E402  (bench/ is the script's directory)
 from sqlalchemy import select  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_allocation", ROOT / "bench" / "allocation.py")
@@ -50,7 +50,7 @@ def main() -> None:
     from store.db import make_engine
 
     work = Path(tempfile.mkdtemp(prefix="bench-chat-"))
-    url = alloc.new_database(args.db, work)
+    url = new_database(args.db, work)
     try:
         t0 = time.perf_counter()
         loaded = alloc.load_dataset(url, alloc.Dataset(args.lines, args.skus, 5, 42))
