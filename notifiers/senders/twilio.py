@@ -127,6 +127,8 @@ class TwilioSender:
         self.clock = clock
         self.http = RoutedHttpClient(settings.api_base_url)
         self.client = Client(settings.account_sid, settings.auth_token.get_secret_value(), http_client=self.http)
+        # One creation per set of buttons even when a whole batch (concurrency 64) asks for it at once.
+        self._creating: dict[tuple[str, str, str], asyncio.Lock] = {}
 
     async def send(self, msg: Outgoing) -> Sent:
         suppressed, last_in = await asyncio.to_thread(self._read_store, msg.recipient)
@@ -179,6 +181,12 @@ class TwilioSender:
         key = (self.settings.account_sid or "", self.settings.api_base_url, digest)
         if key in _QUICK_REPLIES:
             return _QUICK_REPLIES[key]
+        async with self._creating.setdefault(key, asyncio.Lock()):
+            if key not in _QUICK_REPLIES:  # the first waiter made it
+                _QUICK_REPLIES[key] = await self._create_quick_reply(buttons, locale, digest)
+        return _QUICK_REPLIES[key]
+
+    async def _create_quick_reply(self, buttons: list[tuple[str, str]], locale: str, digest: str) -> str:
         request = ContentList.ContentCreateRequest({
             "friendly_name": f"backorder_quick_reply_{digest[:16]}", "language": locale[:2] or "en",
             # Sample values of the variables: the text, then each button's "<action>:<value>" payload.
@@ -194,8 +202,7 @@ class TwilioSender:
             raise await self._failure(None, exc) from exc
         if not content.sid:
             raise RetryableError("content_api", "the Content API returned no sid")
-        _QUICK_REPLIES[key] = content.sid
-        return content.sid
+        return str(content.sid)
 
     def _template_message(self, msg: Outgoing) -> dict[str, Any]:
         sid = self.settings.whatsapp_templates.get(msg.kind)

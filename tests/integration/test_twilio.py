@@ -23,6 +23,7 @@ from services.context import Context
 from services.worker import drain_outbox
 from store import outbox
 from store import tables as t
+from store.chat_state import first_delivery
 from store.db import unit_of_work
 from tests.fakes.twilio_api import (
     Captured,
@@ -461,6 +462,29 @@ def failure(sender: TwilioSender, m: Outgoing) -> SendError:
         raise AssertionError("the send went through")
 
     return asyncio.run(go())
+
+
+def test_a_batch_asking_for_the_same_buttons_at_once_makes_one_template(bot: Bot, fake: FakeTwilio) -> None:
+    numbers = [f"+4479111234{i:02d}" for i in range(12)]
+    with unit_of_work(bot.ctx.engine) as conn:  # every recipient wrote to us just now: inside the window
+        for i, number in enumerate(numbers):
+            first_delivery(conn, "whatsapp", f"SMin{i}", number, bot.ctx.now())
+    card = {"title": "t", "text": "x", "fields": [], "topic": None, "actions": [
+        {"id": "order_status", "label": "Where is my order?", "value": "1042"},
+        {"id": "handoff", "label": "Talk to a person", "value": "1042"}]}
+    sender = TwilioSender("whatsapp", bot.ctx.settings.twilio, bot.ctx.engine, clock=bot.ctx.now)
+
+    async def burst() -> None:
+        try:
+            await asyncio.gather(*(sender.send(Outgoing(
+                id=i, channel="whatsapp", recipient=n, kind="backorder_created", body=f"Order {i}",
+                idempotency_key=f"k{i}", payload=card)) for i, n in enumerate(numbers)))
+        finally:
+            await sender.aclose()
+
+    asyncio.run(burst())
+    assert len(fake.contents) == 1  # not one per concurrent send
+    assert len({m.form["ContentSid"] for m in fake.messages}) == 1 and len(fake.messages) == len(numbers)
 
 
 @pytest.mark.parametrize(("mode", "kind", "reason", "retry_after"), [
