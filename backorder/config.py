@@ -185,6 +185,8 @@ class StaffSettings(BaseModel):
     team: StaffContact = Field(default_factory=StaffContact, description="the team channel")
     members: dict[str, StaffMember] = Field(
         default_factory=dict, description="people by staff id: roles and chat accounts (file only)")
+    unlinked_read: bool = Field(
+        False, description="Slack and Teams accounts linked to no staff member may read (never act)")
 
     def role(self, name: str) -> StaffContact | None:
         value = getattr(self, name, None)
@@ -235,6 +237,10 @@ class TeamsSettings(BaseModel):
     @model_validator(mode="after")
     def _complete(self) -> TeamsSettings:
         self.login_base_url = self.login_base_url.rstrip("/")
+        if self.anonymous and (self.app_id is not None or self.app_password is not None):
+            # Unauthenticated requests would make the bot act, and post its real token, for anyone.
+            raise ValueError("teams.anonymous is for local development without credentials: unset it, or unset "
+                             "teams.app_id and teams.app_password")
         if self.app_id is not None and not self.anonymous:
             missing = [k for k in ("app_password", "tenant_id") if getattr(self, k) is None]
             if missing:

@@ -45,13 +45,16 @@ class ChatUser:
     phone: str | None = None
     email: str | None = None
     warehouse_id: str | None = None  # a staff member's own warehouse, where one is linked
+    # False for a Slack or Teams account no staff member is linked to: it is told how to get linked and
+    # sees nothing else, unless [staff] unlinked_read lets every account of the workspace read.
+    linked: bool = True
 
 
 @dataclass
 class Asking:
     """The asker, resolved: a customer of ours, staff, or a stranger."""
 
-    kind: str  # customer | staff | stranger
+    kind: str  # customer | staff | stranger | unlinked
     channel: str = "web"
     customer_id: str | None = None
     staff_id: str | None = None
@@ -122,6 +125,8 @@ def reply(ctx: Context, user: ChatUser, text: str, channel: str = "web") -> Chat
     """
     with ctx.engine.connect() as conn:
         asking, key, state = _asker(conn, ctx, user, channel)
+        if asking.kind == "unlinked":
+            return _unlinked(asking)
         cat = catalog(conn, ctx.cache)
     audience = "staff" if asking.kind == "staff" else "customer"
     u = follow_up(understand(text, cat, Asker(audience, ctx.today())), state, text)
@@ -133,7 +138,7 @@ def reply(ctx: Context, user: ChatUser, text: str, channel: str = "web") -> Chat
 # Buttons on cards and quick replies (notifiers/render.py's card actions): action id -> (intent, entity its value is).
 ACTIONS: dict[str, tuple[str, str | None]] = {
     "show_waiting": ("waiting_on_sku", "sku"),
-    "open_task": ("open_tasks", None),
+    "open_task": ("open_tasks", "task_id"),
     "complete_task": ("complete_task", "task_id"),
     "show_backorders": ("backorders_query", None),
     "order_status": ("order_status", "order_id"),
@@ -155,11 +160,15 @@ def act(ctx: Context, user: ChatUser, action: str, value: str, channel: str = "w
         entities[entity] = int(value) if entity == "task_id" and value.isdigit() else value
     with ctx.engine.connect() as conn:
         asking, key, _ = _asker(conn, ctx, user, channel)
+    if asking.kind == "unlinked":
+        return _unlinked(asking)
     return _respond(ctx, asking, key, Understanding(intent, entities, 1.0), f"[{action}] {value}")
 
 
 def _asker(conn: Connection, ctx: Context, user: ChatUser, channel: str) -> tuple[Asking, str, dict[str, Any]]:
     """Who is asking, their conversation key (per channel) and the state of their last turn."""
+    if user.staff_id is not None and not user.linked and not ctx.settings.staff.unlinked_read:
+        return Asking("unlinked", channel=channel, staff_id=user.staff_id), "", {}
     asking = identify(conn, user)
     asking.channel = channel
     who = f"customer:{asking.customer_id}" if asking.kind == "customer" else f"staff:{asking.staff_id}"
@@ -176,6 +185,12 @@ def _respond(ctx: Context, asking: Asking, key: str, u: Understanding, text: str
         if asking.kind != "stranger":  # nothing to remember for someone we cannot tell apart
             conversations.save(conn, key, next_state(conn, asking, answer), ctx.now())
     return answer
+
+
+def _unlinked(asking: Asking) -> ChatReply:
+    """A chat account no staff member is linked to: what to ask an admin for, and nothing from the store."""
+    channel, _, account = (asking.staff_id or "").partition(":")
+    return _answer(asking, Understanding(UNKNOWN), "unlinked", {"channel": channel, "account": account})
 
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")

@@ -19,6 +19,13 @@ from store import tables as t
 
 WAITING = ("backordered", "partially_allocated")
 ACTING_ROLES = frozenset({"ops", "admin"})
+# The task kinds each role works on: they may close those; ops and admin may close any.
+TASKS_OF_ROLE = {"procurement": "procurement_review", "warehouse_manager": "inventory_check",
+                 "customer_service": "handoff"}
+
+
+def may_close(roles: frozenset[str], task_kind: str) -> bool:
+    return bool(roles & ACTING_ROLES) or any(TASKS_OF_ROLE.get(r) == task_kind for r in roles)
 AGING = ((0, 2, "0-2"), (3, 7, "3-7"), (8, 14, "8-14"), (15, 30, "15-30"), (31, 10**6, "30+"))
 SHOW = 10
 
@@ -101,6 +108,8 @@ def sku_stock(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: s
 def open_tasks(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
                text: str) -> Answer:
     tasks = reads.list_tasks(conn, "open")
+    if "task_id" in u.entities:  # the "Open task" button on an alert
+        tasks = [tk for tk in tasks if tk["id"] == u.entities["task_id"]]
     if "sku" in u.entities:
         tasks = [tk for tk in tasks if tk["sku"] == u.entities["sku"]]
     return "staff_tasks", {"count": len(tasks), "tasks": tasks[:SHOW]}
@@ -123,13 +132,17 @@ def run_allocation(conn: Connection, ctx: Context, roles: frozenset[str], staff_
 
 def complete_task(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
                   text: str) -> Answer:
-    if not roles:  # an unlinked chat account may read, not change anything
-        return "staff_forbidden", {"action": "close a task", "needs": ["staff with a role"]}
     task_id = u.entities.get("task_id")
     tk = t.tasks
+    kind = conn.execute(select(tk.c.kind).where(tk.c.id == task_id, tk.c.status == "open")).scalar_one_or_none()
+    if kind is None:
+        return "staff_no_task", {"task_id": task_id}
+    if not may_close(roles, kind):
+        needs = sorted(ACTING_ROLES | {r for r, k in TASKS_OF_ROLE.items() if k == kind})
+        return "staff_forbidden", {"action": f"close a {kind.replace('_', ' ')} task", "needs": needs}
     done = conn.execute(update(tk).where(tk.c.id == task_id, tk.c.status == "open")
                         .values(status="done", closed_at=ctx.now()).returning(tk.c.title)).first()
-    if done is None:
+    if done is None:  # closed by someone else in between
         return "staff_no_task", {"task_id": task_id}
     io.write_audit(conn, [{"entity": "task", "entity_id": str(task_id), "action": "done",
                            "before": {"status": "open"}, "after": {"status": "done"}}],

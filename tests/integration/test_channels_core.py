@@ -20,7 +20,7 @@ from backorder.config import load_settings
 from bot.api import create_app
 from notifiers.dispatch import Dispatcher
 from services import channels
-from services.chat import ChatUser, act
+from services.chat import ChatUser, act, reply
 from services.context import Context
 from services.inbox import drain, store_events
 from store import chat_state
@@ -129,12 +129,41 @@ def test_buttons_answer_through_the_same_scoped_handlers(shop: Context) -> None:
         task = conn.execute(insert(t.tasks).values(kind="procurement_review", sku="KTL-200", title="Review",
                                                    detail={}, status="open", created_at=ctx.now())
                             .returning(t.tasks.c.id)).scalar_one()
+        handoff = conn.execute(insert(t.tasks).values(kind="handoff", sku=None, title="Call Ada", detail={},
+                                                      status="open", created_at=ctx.now())
+                               .returning(t.tasks.c.id)).scalar_one()
+    opened = act(ctx, ops, "open_task", str(task), "slack")  # "Open task" shows that task, not the first ten
+    assert [tk["id"] for tk in opened.data["tasks"]] == [task]
     refused = act(ctx, ChatUser(staff_id="slack:U1", roles=frozenset()), "complete_task", str(task), "slack")
-    assert refused.template == "staff_forbidden" and "staff with a role" in refused.reply
-    done = act(ctx, ops, "complete_task", str(task), "slack")
+    assert refused.template == "staff_forbidden"
+    buyer = ChatUser(staff_id="pat", roles=frozenset({"procurement"}))
+    assert act(ctx, buyer, "complete_task", str(handoff), "slack").template == "staff_forbidden"  # not theirs
+    assert "procurement" in refused.reply and "ops" in refused.reply
+    done = act(ctx, buyer, "complete_task", str(task), "slack")  # a procurement review is theirs to close
     assert done.template == "staff_task_done"
+    assert act(ctx, ops, "complete_task", str(handoff), "slack").template == "staff_task_done"
     with pytest.raises(ValueError, match="unknown action 'drop_tables'"):
         act(ctx, ops, "drop_tables", "x", "slack")
+
+
+def test_an_unlinked_chat_account_is_told_how_to_get_linked_and_sees_nothing(shop: Context) -> None:
+    stranger = ChatUser(staff_id="slack:U0EVE", roles=frozenset(), linked=False)
+    for answer in (reply(shop, stranger, "who is waiting on KTL-200?", "slack"),
+                   act(shop, stranger, "show_waiting", "KTL-200", "slack")):
+        assert answer.template == "unlinked" and "1042" not in answer.reply and "KTL-200" not in answer.reply
+        assert "backorder staff add" in answer.reply and "--slack-user U0EVE" in answer.reply
+    with shop.engine.connect() as conn:  # nothing remembered for them
+        assert conn.execute(select(t.conversations.c.key)).scalars().all() == []
+    # A workspace that lets every member read: they read, and still may not act.
+    settings = load_settings(database_url=shop.settings.database_url, staff={"unlinked_read": True})
+    readers = Context(engine=shop.engine, settings=settings, clock=shop.clock)
+    read = reply(readers, stranger, "who is waiting on KTL-200?", "slack")
+    assert read.intent == "waiting_on_sku" and "1042" in read.reply
+    with unit_of_work(shop.engine) as conn:
+        task = conn.execute(insert(t.tasks).values(kind="procurement_review", sku="KTL-200", title="Review",
+                                                   detail={}, status="open", created_at=shop.now())
+                            .returning(t.tasks.c.id)).scalar_one()
+    assert act(readers, stranger, "complete_task", str(task), "slack").template == "staff_forbidden"
 
 
 def test_a_message_under_two_limits_waits_for_the_stricter(ctx: Context) -> None:
