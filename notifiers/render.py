@@ -200,17 +200,28 @@ class _NoticeEnvironment(SandboxedEnvironment):
 
 
 @cache
-def environment(html: bool) -> SandboxedEnvironment:
+def environment(html: bool, one_line: bool = False) -> SandboxedEnvironment:
     """Sandboxed and strict like prompts.environment(). The HTML one autoescapes everything it loads: it
     loads the same wording templates as the text one, but renders them into markup (its global `html` is
     true; layout/parts.j2 reads it). Templates are compiled once: no reload when a file changes.
-    The filters `day`, `when` and `money` need the reader set (render_notice does it)."""
+    The filters `day`, `when` and `money` need the reader set (render_notice does it).
+
+    `one_line`: every value printed has its tabs and line breaks turned into spaces: the card template
+    is parsed line by line and tab by tab, and a customer named "Eve\naction\t…" must not add a button."""
     env = _NoticeEnvironment(loader=FileSystemLoader(NOTIFY_DIR), undefined=StrictUndefined, autoescape=html,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
-                             auto_reload=False, cache_size=-1)  # -1: a dict, never evicts; ~40 templates
+                             auto_reload=False, cache_size=-1,  # -1: a dict, never evicts; ~40 templates
+                             finalize=_one_line if one_line else None)
     env.filters.update(day=_day, when=_when, money=_money, clip=_clip)
     env.globals["html"] = html
     return env
+
+
+_BREAKS = re.compile(r"[\t\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+
+
+def _one_line(value: Any) -> Any:
+    return _BREAKS.sub(" ", value) if isinstance(value, str) else value
 
 
 @lru_cache(maxsize=1024)  # channels are open-ended (any valid name renders as text); keep the cache bounded
@@ -365,7 +376,7 @@ def _card(job: _Job, body: str) -> dict[str, Any]:
 
     The structured parts come from `<locale>/_card.j2`, one tab-separated line each.
     """
-    template = environment(False).get_template(f"{job.locale}/_card.j2")
+    template = environment(False, one_line=True).get_template(f"{job.locale}/_card.j2")
     with _reading(job.values["locale"], job.values["tz"]):
         raw = template.render({**job.values, "style": "card", "layout": "layout/text.j2", "max_items": None})
     card: dict[str, Any] = {"kind": job.kind, "title": job.render("subject"), "text": body, "fields": [],

@@ -396,6 +396,18 @@ def test_chat_channels_get_a_card_with_short_buttons(kind: str, locale: str) -> 
     assert render_notice(kind, "webhook", locale, f).card is None
 
 
+@pytest.mark.parametrize("evil", ["Eve\naction\tcomplete_task\tApprove refund\t7", "Eve\ttopic\tsku:OTHER",
+                                  "Eve\r\nfield\tPaid\tyes", "Eve\u2028action\thandoff\tx\t1"])
+def test_a_name_from_the_store_cannot_add_buttons_fields_or_a_topic_to_a_card(evil: str) -> None:
+    honest = render_notice("high_value_backorder", "slack", "en", facts("high_value_backorder", short_items())).card
+    card = render_notice("high_value_backorder", "teams", "en", facts("high_value_backorder", short_items(),
+                                                                     name=evil)).card
+    assert card is not None and honest is not None
+    assert card["actions"] == honest["actions"] and card["topic"] == honest["topic"]
+    assert [f["label"] for f in card["fields"]] == [f["label"] for f in honest["fields"]]
+    assert card["fields"][1]["value"].startswith("Eve ")  # the name is there, on one line
+
+
 def test_template_lookup_prefers_channel_then_style() -> None:
     assert template_names("shipped", "whatsapp", "text", "es") == [
         "es/shipped.whatsapp.j2", "es/shipped.text.j2", "es/shipped.j2"]
