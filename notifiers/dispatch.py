@@ -55,17 +55,25 @@ def backoff(attempt: int, cfg: NotifySettings, rng: random.Random, retry_after: 
 class Claimed:
     row: Any
     slot: datetime | None  # reserved send time under a rate limit
+    hold: str | None = None  # hand the row back, due at `slot`, marked as holding its slot(s)
+
+
+# A message whose slot is further off than this goes back to the outbox, due at its slot and marked as
+# holding it, instead of a worker sleeping on it: when it comes due again it is sent without reserving
+# anew (reserving again would put it behind everything reserved meanwhile, again and again).
+HOLD_S = 2.0
 
 
 class Dispatcher:
     def __init__(self, engine: Engine, cfg: NotifySettings, senders: Mapping[str, Sender], *,
                  owner: str | None = None, clock: Clock = utcnow, rng: random.Random | None = None,
                  jobs: Callable[[], object] | None = None, jobs_every_s: float = 30.0,
-                 channel_rates: Mapping[str, float] | None = None) -> None:
+                 channel_rates: Mapping[str, float] | None = None, hold_s: float = HOLD_S) -> None:
         self.engine = engine
         self.cfg = cfg
         # Whole-channel limits: [notify] rate_per_channel, plus a provider's sender limit (Twilio's MPS).
         self.channel_rates = dict(cfg.rate_per_channel if channel_rates is None else channel_rates)
+        self.hold = timedelta(seconds=hold_s)
         self.senders = senders
         self.owner = owner or worker_id()
         self.clock = clock
@@ -82,32 +90,51 @@ class Dispatcher:
         with unit_of_work(self.engine) as conn:
             outbox.relaxed_commit(conn)
             rows = outbox.claim(conn, self.owner, self.cfg.batch_size, now, self.cfg.lease_seconds)
-            slots: dict[int, datetime] = {}
-            by_destination: dict[tuple[str, float], list[Any]] = {}
-            by_channel: dict[tuple[str, float], list[Any]] = {}
-            for row in rows:
-                rate = self.cfg.rate_per_destination.get(row.channel)
-                if rate:
-                    by_destination.setdefault((f"{row.channel}:{row.recipient}", rate), []).append(row)
-                rate = self.channel_rates.get(row.channel)
-                if rate:
-                    by_channel.setdefault((f"{row.channel}:*", rate), []).append(row)
-            for (key, per_second), members in sorted(by_destination.items()):
-                first = outbox.reserve(conn, key, len(members), 1.0 / per_second, now)
-                for i, row in enumerate(sorted(members, key=lambda r: r.id)):
-                    slots[row.id] = first + timedelta(seconds=i / per_second)
-            for (key, per_second), members in sorted(by_channel.items()):
-                # The channel's slots go to messages in the order their destinations allow them, each no
-                # earlier than its destination's slot; the bucket is then stretched to the last one used.
-                step = timedelta(seconds=1.0 / per_second)
-                first = outbox.reserve(conn, key, len(members), step.total_seconds(), now)
-                last = first - step
-                for row in sorted(members, key=lambda r: (slots.get(r.id, first), r.id)):
-                    last = max(slots.get(row.id, first), last + step)
-                    slots[row.id] = last
-                if last > first + step * (len(members) - 1):
-                    outbox.extend(conn, key, last + step)
-        return [Claimed(r, slots.get(r.id)) for r in rows]
+            return self._slots(conn, rows, now)
+
+    def _slots(self, conn: Any, rows: Sequence[Any], now: datetime) -> list[Claimed]:
+        """Reserve each row's send time under its destination's and its channel's limits.
+
+        Destination slots first; a row whose destination slot is far off is handed back holding it and
+        takes no channel slot now, so one busy recipient never holds up the rest of the channel. The
+        channel's slots then go to the rows that will be sent this round, in the order their destinations
+        allow; the channel's bucket is stretched to the last slot used (the caller's transaction holds its
+        row). A row whose channel slot is far off is handed back holding both.
+        """
+        out: dict[int, Claimed] = {}
+        dest_slot: dict[int, datetime] = {}
+        by_destination: dict[tuple[str, float], list[Any]] = {}
+        by_channel: dict[tuple[str, float], list[Any]] = {}
+        hold = self.hold
+        for row in rows:
+            if row.error_reason == outbox.SLOT_HELD:
+                out[row.id] = Claimed(row, None)  # its slots came due: send now
+                continue
+            rate = self.cfg.rate_per_destination.get(row.channel)
+            if rate and row.error_reason != outbox.DESTINATION_SLOT_HELD:
+                by_destination.setdefault((f"{row.channel}:{row.recipient}", rate), []).append(row)
+        for (key, per_second), members in sorted(by_destination.items()):
+            first = outbox.reserve(conn, key, len(members), 1.0 / per_second, now)
+            for i, row in enumerate(sorted(members, key=lambda r: r.id)):
+                slot = first + timedelta(seconds=i / per_second)
+                if slot - now > hold:
+                    out[row.id] = Claimed(row, slot, hold=outbox.DESTINATION_SLOT_HELD)
+                else:
+                    dest_slot[row.id] = slot
+        for row in rows:
+            rate = self.channel_rates.get(row.channel)
+            if row.id not in out and rate:
+                by_channel.setdefault((f"{row.channel}:*", rate), []).append(row)
+        for (key, per_second), members in sorted(by_channel.items()):
+            step = timedelta(seconds=1.0 / per_second)
+            first = outbox.reserve(conn, key, len(members), step.total_seconds(), now)
+            last = first - step
+            for row in sorted(members, key=lambda r: (dest_slot.get(r.id, first), r.id)):
+                last = max(dest_slot.get(row.id, first), last + step)
+                out[row.id] = Claimed(row, last, hold=outbox.SLOT_HELD if last - now > hold else None)
+            if last > first + step * (len(members) - 1):
+                outbox.extend(conn, key, last + step)
+        return [out.get(r.id) or Claimed(r, dest_slot.get(r.id)) for r in rows]
 
     # -- send ------------------------------------------------------------------------------------
     async def run_once(self) -> int:
@@ -137,6 +164,24 @@ class Dispatcher:
                 await asyncio.gather(*inflight)
         return total
 
+    async def drain(self, max_rounds: int = 1000) -> int:
+        """Send everything due now and what waits for a rate-limit slot due within lease/2 (for `worker --once`,
+        the demo and tests; the long-running loop polls instead of sleeping on a held slot)."""
+        total = 0
+        slept_for: datetime | None = None
+        for _ in range(max_rounds):
+            claimed = await self.pump()
+            total += claimed
+            if claimed:  # a round can leave new work behind (a fallback): look again
+                continue
+            with self.engine.connect() as conn:
+                due = outbox.next_held(conn)
+            if due is None or due == slept_for or (due - self.clock()).total_seconds() > self.cfg.lease_seconds / 2:
+                break  # nothing held, or held for later, or the clock stands still (a test's)
+            slept_for = due
+            await asyncio.sleep(max((due - self.clock()).total_seconds(), 0.0))
+        return total
+
     async def _process(self, claimed: Sequence[Claimed]) -> None:
         outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
         results = [r for r, _ in outcomes]
@@ -164,11 +209,10 @@ class Dispatcher:
         sender = self.senders.get(row.channel)
         if sender is None:
             return self._failed(row, PermanentError("channel_not_configured", row.channel), now)
+        if c.hold is not None:  # its slot is far off: back to the outbox, due then, attempt unused
+            return outbox.Result(row.id, "pending", due_at=c.slot, error_reason=c.hold, attempts_back=1), None
         if c.slot is not None:
             wait = (c.slot - now).total_seconds()
-            if wait > self.cfg.lease_seconds / 2:
-                # Too far out to hold the lease for: hand it back, due at its slot, attempt unused.
-                return outbox.Result(row.id, "pending", due_at=c.slot, attempts_back=1), None
             if wait > 0:
                 await asyncio.sleep(wait)
         msg = Outgoing(id=row.id, channel=row.channel, recipient=row.recipient, kind=row.kind, body=row.body,
@@ -189,8 +233,9 @@ class Dispatcher:
         if exc.retryable:
             delay = backoff(row.attempts, self.cfg, self.rng, exc.retry_after)
             due = now + timedelta(seconds=delay)
-            if row.attempts >= self.cfg.max_attempts:
-                return outbox.Result(row.id, "dead", error=error, error_reason=exc.reason), None
+            if row.attempts >= self.cfg.max_attempts:  # this channel will not do: the next one may
+                dead = outbox.Result(row.id, "dead", error=error, error_reason=exc.reason)
+                return dead, row if row.fallback else None
             if row.expires_at is not None and due > row.expires_at:
                 return outbox.Result(row.id, "dead", error=error, error_reason="expired"), None
             return outbox.Result(row.id, "failed", error=error, error_reason=exc.reason, due_at=due), None

@@ -55,9 +55,7 @@ async def drain_outbox(ctx: Context, console: Console | None = None, max_rounds:
     sent = 0
     try:
         digests.run_due(ctx)
-        for _ in range(max_rounds):
-            if await dispatcher.pump() == 0:
-                break
+        await dispatcher.drain(max_rounds)
         sent = dispatcher.sent
     finally:
         await dispatcher.aclose()

@@ -24,7 +24,10 @@ LIST_COLUMNS = ("id", "kind", "channel", "recipient", "status", "attempts", "cre
 o = t.outbox
 # What a send needs; the rest (facts, for a fallback's re-render) is read only when it is needed.
 SEND_COLUMNS = (o.c.id, o.c.idempotency_key, o.c.kind, o.c.channel, o.c.recipient, o.c.locale, o.c.subject,
-                o.c.body, o.c.html, o.c.payload, o.c.fallback, o.c.attempts, o.c.expires_at)
+                o.c.body, o.c.html, o.c.payload, o.c.fallback, o.c.attempts, o.c.expires_at, o.c.error_reason)
+# error_reason of a row handed back to wait for rate-limit slots it already holds (see notifiers/dispatch.py).
+SLOT_HELD = "rate_slot_held"  # every limit: send when due, reserve nothing
+DESTINATION_SLOT_HELD = "rate_destination_slot_held"  # its destination's: reserve the channel's only
 
 
 def relaxed_commit(conn: Connection) -> None:
@@ -141,6 +144,12 @@ def note_provider_id(conn: Connection, outbox_id: int, provider_id: str) -> None
     the id noted at once the callback finds its row.
     """
     conn.execute(update(o).where(o.c.id == outbox_id, o.c.status == "sending").values(provider_id=provider_id))
+
+
+def next_held(conn: Connection) -> datetime | None:
+    """When the first message handed back to wait for its rate-limit slot comes due (None: none waits)."""
+    return conn.execute(select(func.min(o.c.due_at)).where(
+        o.c.status == "pending", o.c.error_reason.in_((SLOT_HELD, DESTINATION_SLOT_HELD)))).scalar_one_or_none()
 
 
 def extend(conn: Connection, key: str, until: datetime) -> None:

@@ -4,6 +4,8 @@ handlers, two rate limits on one message, and channels that mount only when conf
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import subprocess
@@ -14,16 +16,18 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from rich.console import Console
 from sqlalchemy import insert, select
 
 from backorder.config import load_settings
 from bot.api import create_app
 from notifiers.dispatch import Dispatcher
+from notifiers.senders.console import ConsoleSender
 from services import channels
 from services.chat import ChatUser, act, reply
 from services.context import Context
 from services.inbox import drain, store_events
-from store import chat_state
+from store import chat_state, outbox
 from store import tables as t
 from store.db import unit_of_work
 
@@ -166,25 +170,77 @@ def test_an_unlinked_chat_account_is_told_how_to_get_linked_and_sees_nothing(sho
     assert act(readers, stranger, "complete_task", str(task), "slack").template == "staff_forbidden"
 
 
-def test_a_message_under_two_limits_waits_for_the_stricter(ctx: Context) -> None:
+def console_rows(ctx: Context, recipients: list[str]) -> None:
     now = ctx.now()
-    rows = [{"idempotency_key": f"t:{i}", "kind": "procurement_task", "channel": "console",
-             "recipient": f"@r{i % 2}", "audience": "staff", "line_ids": [], "locale": "en", "body": "b",
-             "payload": {}, "facts": {}, "fallback": [], "urgent": False, "status": "pending", "due_at": now,
-             "attempts": 0, "created_at": now, "occurred_at": now, "expires_at": now + timedelta(hours=1)}
-            for i in range(4)]
+    rows = [{"idempotency_key": f"t:{i}", "kind": "procurement_task", "channel": "console", "recipient": r,
+             "audience": "staff", "line_ids": [], "locale": "en", "body": "b", "payload": {}, "facts": {},
+             "fallback": [], "urgent": False, "status": "pending", "due_at": now, "attempts": 0, "created_at": now,
+             "occurred_at": now, "expires_at": now + timedelta(hours=1)} for i, r in enumerate(recipients)]
     with unit_of_work(ctx.engine) as conn:
         conn.execute(insert(t.outbox), rows)
-    cfg = ctx.settings.notify.model_copy(update={"rate_per_destination": {"console": 1.0}, "lease_seconds": 600})
-    dispatcher = Dispatcher(ctx.engine, cfg, {}, clock=ctx.clock, channel_rates={"console": 4.0})
-    slots = {c.row.id: (c.slot - now).total_seconds() for c in dispatcher.claim()}
+
+
+def dispatcher(ctx: Context, per_destination: float | None, per_channel: float | None,
+               hold_s: float = 2.0) -> Dispatcher:
+    cfg = ctx.settings.notify.model_copy(update={
+        "rate_per_destination": {"console": per_destination} if per_destination else {}, "lease_seconds": 600})
+    console = ConsoleSender(Console(file=io.StringIO()))
+    return Dispatcher(ctx.engine, cfg, {"console": console}, clock=ctx.clock,
+                      channel_rates={"console": per_channel} if per_channel else {}, hold_s=hold_s)
+
+
+def offsets(ctx: Context, claimed: list[Any]) -> dict[int, float | None]:
+    return {c.row.id: None if c.slot is None else round((c.slot - ctx.now()).total_seconds(), 3) for c in claimed}
+
+
+def free_at(ctx: Context) -> dict[str, float]:
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(select(t.rate_slots.c.key, t.rate_slots.c.next_free_at)).tuples().all()
+    return {k: round((v - ctx.now()).total_seconds(), 3) for k, v in rows}
+
+
+def test_a_message_under_two_limits_waits_for_the_stricter(ctx: Context) -> None:
+    console_rows(ctx, ["@r0", "@r1", "@r0", "@r1"])
     # One a second per recipient (r0: rows 1 and 3, r1: rows 2 and 4), four a second over the channel:
     # each row takes the later of its two limits, and the channel's slots are never bunched.
-    assert slots == {1: 0.0, 2: 0.25, 3: 1.0, 4: 1.25}
-    with unit_of_work(ctx.engine) as conn:
-        free = conn.execute(select(t.rate_slots.c.key, t.rate_slots.c.next_free_at)).tuples().all()
-    assert {k: (v - now).total_seconds() for k, v in free} == {"console:@r0": 2.0, "console:@r1": 2.0,
-                                                                "console:*": 1.5}
+    assert offsets(ctx, dispatcher(ctx, 1.0, 4.0).claim()) == {1: 0.0, 2: 0.25, 3: 1.0, 4: 1.25}
+    assert free_at(ctx) == {"console:@r0": 2.0, "console:@r1": 2.0, "console:*": 1.5}
+
+
+def test_one_busy_recipient_does_not_hold_up_the_channel(ctx: Context) -> None:
+    console_rows(ctx, ["@busy"] * 10 + ["@other"])
+    claimed = dispatcher(ctx, 1.0, 10.0).claim()
+    slots = offsets(ctx, claimed)
+    assert slots[11] == 0.1  # @other goes right after @busy's first, not behind its backlog
+    assert [slots[i] for i in (1, 2, 3)] == [0.0, 1.0, 2.0]
+    held = {c.row.id: c.hold for c in claimed if c.hold}
+    assert held == dict.fromkeys(range(4, 11), outbox.DESTINATION_SLOT_HELD)  # 3 s and later: back to the outbox
+    assert free_at(ctx)["console:*"] <= 2.1  # the channel's bucket was not stretched to @busy's backlog
+
+
+def test_a_message_handed_back_keeps_its_slot_instead_of_queueing_again(ctx: Context) -> None:
+    console_rows(ctx, ["@busy"] * 4 + ["@a", "@b", "@c", "@d"])
+    d = dispatcher(ctx, 10.0, 20.0, hold_s=0.15)
+    first = d.claim()
+    # @busy's 3rd and 4th are 0.2 s and 0.3 s away by their destination: held there. The channel (one per
+    # 0.05 s) then serves rows 1, 5, 6, 7 by 0.15 s; row 8 (0.2 s) and @busy's 2nd (0.25 s) hold channel slots.
+    assert {c.row.id: c.hold for c in first if c.hold} == {
+        3: outbox.DESTINATION_SLOT_HELD, 4: outbox.DESTINATION_SLOT_HELD, 8: outbox.SLOT_HELD, 2: outbox.SLOT_HELD}
+    asyncio.run(d._process(first))  # sends the four due now, hands the other four back
+    with ctx.engine.connect() as conn:
+        back = {r.id: (r.status, r.error_reason, r.attempts) for r in conn.execute(
+            select(t.outbox).where(t.outbox.c.status != "delivered"))}
+    assert back == {3: ("pending", outbox.DESTINATION_SLOT_HELD, 0), 4: ("pending", outbox.DESTINATION_SLOT_HELD, 0),
+                    2: ("pending", outbox.SLOT_HELD, 0), 8: ("pending", outbox.SLOT_HELD, 0)}
+    buckets = free_at(ctx)
+    ctx.clock.now += timedelta(seconds=0.5)  # type: ignore[attr-defined]  # all four come due
+    again = offsets(ctx, d.claim())
+    # None reserved its destination again (which would queue it behind everything reserved meanwhile):
+    # the fully held ones go at once, the destination-held ones take only channel slots.
+    assert again[2] is None and again[8] is None
+    assert again[3] is not None and again[4] is not None and max(again[3], again[4]) <= 0.05 + 1e-9
+    later = free_at(ctx)
+    assert later["console:@busy"] == round(buckets["console:@busy"] - 0.5, 3)
 
 
 def test_unconfigured_channels_answer_404_and_configured_ones_mount(ctx: Context) -> None:

@@ -90,8 +90,7 @@ def test_a_rate_limit_holds_across_two_workers(ctx: Context, receiver: WebhookRe
         async def go() -> None:
             d = make_dispatcher(ctx, owner=owner)
             try:
-                while await d.pump():
-                    pass
+                await d.drain()
             finally:
                 await d.aclose()
         asyncio.run(go())
