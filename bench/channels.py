@@ -79,6 +79,7 @@ def channel_env(url: str, slack_api: str, twilio_api: str) -> dict[str, str]:
         "BACKORDER_SLACK__SIGNING_SECRET": SLACK_SECRET,
         "BACKORDER_SLACK__API_BASE_URL": slack_api,
         "BACKORDER_TEAMS__ANONYMOUS": "true",  # no JWTs: the fake Bot Connector posts unauthenticated
+        "BACKORDER_STAFF__UNLINKED_READ": "true",  # the bench's Slack and Teams askers are linked to no one
         "BACKORDER_TWILIO__ACCOUNT_SID": ACCOUNT,
         "BACKORDER_TWILIO__AUTH_TOKEN": TWILIO_TOKEN,
         "BACKORDER_TWILIO__API_BASE_URL": twilio_api,

@@ -2,10 +2,16 @@
 
 Buttons are Action.Execute (Universal Actions: the bot answers the invoke with a card that replaces
 this one); each carries an Action.Submit fallback with the same data, for hosts that predate 1.4.
+
+Teams reads TextBlock text and Fact titles and values as Markdown (links, emphasis, lists). A card's
+title, text and fields are plain text holding store values (a customer's name, a task's title), so
+they are drawn with every Markdown character backslash-escaped (CommonMark escapes, which the Teams
+renderers honour): "[Approve](https://evil.example)" stays those characters, never a link.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +19,25 @@ CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.5"
 MAX_ACTIONS = 3  # what the planner's cards hold (WhatsApp's limit); Teams shows more, nothing needs them
+
+# Inline syntax anywhere (emphasis, links, code, autolinks and HTML, strikethrough, tables), and what only
+# starts a block at the beginning of a line (headings, quotes, list items, "1." / "1)" numbered items).
+_INLINE = re.compile(r"([\\`*_\[\]()<>~|{}!])")
+_LINE_START = re.compile(r"^(\s*)(#{1,6}(?=\s|$)|[-+=](?=\s|$|[-=])|\d+(?=[.)]))", re.MULTILINE)
+
+
+def escape_markdown(text: str) -> str:
+    """Plain text as Markdown that shows exactly that text: no link, emphasis or list can form from it."""
+    return _LINE_START.sub(_block_marker, _INLINE.sub(r"\\\1", text))
+
+
+def _block_marker(m: re.Match[str]) -> str:
+    lead, mark = m.groups()
+    return f"{lead}{mark}\\" if mark[0].isdigit() else f"{lead}\\{mark}"  # "1\. x" is not a list; "\- x" neither
+
+
+def _one_line(text: str) -> str:
+    return escape_markdown(" ".join(text.split()))
 
 
 def action_data(action_id: str, value: str) -> dict[str, str]:
@@ -36,15 +61,15 @@ def adaptive_card(card: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(card.get("title"), str) or not card["title"].strip():
         raise ValueError("card.title: a non-empty string is needed")
     body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": card["title"], "weight": "Bolder", "size": "Medium", "wrap": True},
+        {"type": "TextBlock", "text": _one_line(card["title"]), "weight": "Bolder", "size": "Medium", "wrap": True},
     ]
     if card.get("text"):
-        body.append({"type": "TextBlock", "text": str(card["text"]), "wrap": True})
+        body.append({"type": "TextBlock", "text": escape_markdown(str(card["text"])), "wrap": True})
     facts = []
     for i, field in enumerate(card.get("fields") or []):
         if not isinstance(field, Mapping) or "label" not in field or "value" not in field:
             raise ValueError(f"card.fields[{i}]: needs a label and a value")
-        facts.append({"title": str(field["label"]), "value": str(field["value"])})
+        facts.append({"title": _one_line(str(field["label"])), "value": _one_line(str(field["value"]))})
     if facts:
         body.append({"type": "FactSet", "facts": facts})
     actions = []
@@ -64,7 +89,9 @@ def attachment(card: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def answer_card(text: str) -> dict[str, Any]:
-    """The card that replaces a pressed one: the answer, as Markdown, and no buttons (one was used)."""
+    """The card that replaces a pressed one: the answer, as Markdown, and no buttons (one was used).
+
+    The answer comes from services.chat already rendered as Markdown for "teams": it is not escaped here."""
     return {"type": "AdaptiveCard", "$schema": SCHEMA, "version": VERSION,
             "body": [{"type": "TextBlock", "text": text, "wrap": True}]}
 

@@ -7,6 +7,10 @@ our app id, issuer in the tenant's allow-list). Outbound, the Bot Connector want
 token of our app for https://api.botframework.com; the SDK's MSAL provider lives in another package
 (microsoft-agents-authentication-msal, not installed), so the small client-credentials exchange is here.
 In anonymous (local development) mode nothing is validated unless a token is sent, and none is sent.
+
+The bot token goes to an activity's serviceUrl, which the sender of the activity writes: in production
+only Microsoft's service hosts (the SDK's OutboundHostValidator list, https only) may receive it, and
+the activity's serviceUrl must be the one Microsoft signed into the token (its serviceurl claim).
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from microsoft_agents.hosting.core import (
     AnonymousTokenProvider,
     ClaimsIdentity,
     ConnectionManager,
+    OutboundHostValidator,
 )
 from microsoft_agents.hosting.core.authorization import AccessTokenProviderBase
 from microsoft_agents.hosting.core.authorization.jwt import _authorize_request
 from microsoft_agents.hosting.core.http import HttpResponse
+from yarl import URL
 
 from backorder.config import TeamsSettings
 
@@ -134,3 +140,40 @@ def outbound_identity(settings: TeamsSettings) -> ClaimsIdentity:
     if settings.app_id is None:
         return ClaimsIdentity()
     return ClaimsIdentity({"aud": settings.app_id, "appid": settings.app_id}, authentication_type="Bearer")
+
+
+def _origin(url: str | URL) -> tuple[str, str, int | None] | None:
+    try:
+        parsed = URL(url) if isinstance(url, str) else url
+    except (TypeError, ValueError):
+        return None
+    return (parsed.scheme.lower(), (parsed.host or "").lower(), parsed.port) if parsed.host else None
+
+
+class ServiceHosts(OutboundHostValidator):
+    """Where the bot token may go: Microsoft's Bot Connector hosts (the SDK's defaults), on in production.
+
+    The Entra token endpoint ([teams] login_base_url) is allowed too: it already receives the client
+    secret, so a service URL there discloses nothing more (and a local fake of both works in tests).
+    """
+
+    def __init__(self, settings: TeamsSettings) -> None:
+        super().__init__(enabled=not settings.anonymous)
+        self._login = _origin(settings.login_base_url)
+
+    def is_allowed(self, url: str | URL) -> bool:
+        if self.enabled and self._login is not None and _origin(url) == self._login:
+            return True
+        return super().is_allowed(url)
+
+
+def service_hosts(settings: TeamsSettings) -> ServiceHosts:
+    return ServiceHosts(settings)
+
+
+def same_service_url(claimed: str | None, activity_url: str | None) -> bool:
+    """Whether an activity's serviceUrl is the one its token was issued for (scheme, host and port alike)."""
+    if not claimed or not activity_url:
+        return False
+    a, b = _origin(claimed), _origin(activity_url)
+    return a is not None and a == b

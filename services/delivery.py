@@ -5,7 +5,7 @@ A row only moves forward: callbacks arrive out of order and more than once, so a
 delivered or fail: `sent`, or still `sending` (the sender notes the provider id as soon as Twilio
 accepts, so a callback that overtakes the worker's batch result still finds its row; the worker's
 result then finds the row moved on and leaves it). Failures are classified like the sender's own errors
-(notifiers/twilio_errors.py).
+(notifiers/twilio_errors.py) and fall back to the next channel like them.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from sqlalchemy import ColumnElement, Connection, Row, func, select, update
 from notifiers.dispatch import backoff, fallback_row
 from notifiers.twilio_errors import classify
 from services.context import Context
-from services.keywords import opt_out
 from store import outbox
 from store import tables as t
+from store.chat_state import set_opt_out
 from store.db import unit_of_work
 from store.upsert import insert_ignore
 
@@ -70,24 +70,32 @@ def record_status(ctx: Context, provider_id: str, status: str, error_code: str |
 
 def _failed(conn: Connection, ctx: Context, row: Row[Any], sent_only: ColumnElement[bool], status: str,
             error_code: str | int | None, now: datetime) -> str:
+    """Retry what may still go through; otherwise dead, and on to the next channel the routing chose.
+
+    The same decisions as the dispatcher's for a failed send (notifiers/dispatch.py), so a message
+    Twilio accepted and then could not deliver ends where one it refused at once would, with one
+    difference: retries used up on this channel also fall back, since the next one may still reach them.
+    """
     o = t.outbox
     cfg = ctx.settings.notify
     verdict = classify(error_code)
     error = f"Twilio reported {status}, ErrorCode {error_code or 'none'}"
+    reason = verdict.reason
     if verdict.retryable:
         due = now + timedelta(seconds=backoff(row.attempts, cfg, _rng))
-        if row.attempts < cfg.max_attempts and (row.expires_at is None or due <= row.expires_at):
+        if row.expires_at is not None and due > row.expires_at:
+            reason = "expired"  # too late here, and as late on any other channel
+        elif row.attempts < cfg.max_attempts:
             done = conn.execute(update(o).where(sent_only).values(
                 status="failed", due_at=due, error=error, error_reason=verdict.reason, lease_owner=None,
                 updated_at=now))
             return f"retry:{verdict.reason}" if done.rowcount else "unchanged"
-    reason = verdict.reason
     done = conn.execute(update(o).where(sent_only).values(status="dead", due_at=None, error=error,
                                                           error_reason=reason, lease_owner=None, updated_at=now))
     if not done.rowcount:
         return "unchanged"
     if verdict.action == "opted_out":  # as if they had said STOP to us: planning routes around it from now on
-        opt_out(conn, row.channel, row.recipient, row.customer_id, f"twilio:{error_code}", now)
-    if verdict.action == "invalid_number" and row.fallback:
+        set_opt_out(conn, row.channel, row.recipient, row.customer_id, True, now, f"twilio:{error_code}")
+    if reason != "expired" and row.fallback:
         insert_ignore(conn, o, [fallback_row(row, outbox.fallback_source(conn, row.id), now)], ["idempotency_key"])
     return f"dead:{reason}"

@@ -1,5 +1,6 @@
 """What the chat channels keep in the store: inbound deliveries seen once (and when a sender last wrote),
-opt-outs by keyword (suppressions), conversation references for proactive sends, and threads per topic.
+opt-outs (suppressions, and a customer's opt_out preference with them), conversation references for
+proactive sends, and threads per topic.
 
 Front doors (bot/) write them as requests arrive; senders (notifiers/) read them before sending. Each
 function takes the connection of the caller's unit of work.
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, select, update
 
 from store import tables as t
 from store.upsert import dialect_insert
@@ -24,6 +25,12 @@ def first_delivery(conn: Connection, channel: str, message_id: str, sender: str,
         channel=channel, message_id=message_id[:200], sender=sender[:300], received_at=now,
     ).on_conflict_do_nothing(index_elements=["channel", "message_id"]).returning(t.inbound_messages.c.id)
     return conn.execute(stmt).first() is not None
+
+
+def forget_delivery(conn: Connection, channel: str, message_id: str) -> None:
+    """Undo first_delivery for a message whose answer never went out, so the provider's retry is answered."""
+    im = t.inbound_messages
+    conn.execute(delete(im).where(im.c.channel == channel, im.c.message_id == message_id[:200]))
 
 
 def last_inbound(conn: Connection, channel: str, sender: str) -> datetime | None:
@@ -48,6 +55,35 @@ def unsuppress(conn: Connection, channel: str, address: str) -> bool:
 def is_suppressed(conn: Connection, channel: str, address: str) -> bool:
     s = t.suppressions
     return conn.execute(select(s.c.reason).where(s.c.channel == channel, s.c.address == address)).first() is not None
+
+
+def set_opt_out(conn: Connection, channel: str, address: str, customer_id: str | None, opted_out: bool,
+                now: datetime, reason: str = "") -> None:
+    """Opt `address` out of `channel` (or back in), the one way every path does it: STOP and START, a
+    carrier's 21610 on a send or in a status callback.
+
+    Both records change together: the suppression (checked by the sender before every send) and, for a
+    known customer, the channel in their preferences' opt_out list (so planning routes around it).
+    `reason` says what opted them out ("keyword:STOP", "twilio:21610").
+    """
+    if opted_out:
+        suppress(conn, channel, address, reason[:60], now)
+    else:
+        unsuppress(conn, channel, address)
+    if customer_id is None:
+        return
+    c = t.customers
+    prefs = conn.execute(select(c.c.preferences).where(c.c.customer_id == customer_id)
+                         .with_for_update()).scalar_one_or_none()
+    prefs = dict(prefs or {})
+    opted = [x for x in prefs.get("opt_out") or [] if x != channel]
+    if opted_out:
+        opted.append(channel)
+    if opted:
+        prefs["opt_out"] = opted
+    else:
+        prefs.pop("opt_out", None)
+    conn.execute(update(c).where(c.c.customer_id == customer_id).values(preferences=prefs))
 
 
 # -- conversation references and threads -------------------------------------------------------------

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.channels import Kick
 from bot.slack import actions, commands, events, middleware
 from bot.slack.door import Door
 from services.context import Context
-
-Kick = Callable[[], None]
 
 
 def build_app(ctx: Context, kick: Kick) -> AsyncApp:

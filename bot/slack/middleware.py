@@ -2,11 +2,14 @@
 
 Slack retries an event it thinks went unanswered (X-Slack-Retry-Num) with the same event_id; the first
 delivery is recorded in the store, so a retry — even one reaching another process — is acked, not answered.
+A delivery whose answer then fails (the listener raised: chat.postMessage refused, the store down) is
+forgotten again by the error handler, so Slack's retry of it gets the answer the first one did not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +20,7 @@ from bot.slack.door import Door
 
 # Bolt passes the rest of the chain by the parameter name `next`.
 Next = Callable[[], Awaitable[BoltResponse | None]]
+SEEN = "first_delivery"  # context key: the event id this request recorded as delivered
 
 
 def attach(door: Door) -> Callable[..., Awaitable[BoltResponse | None]]:
@@ -34,6 +38,7 @@ async def drop_retries(body: dict[str, Any], context: AsyncBoltContext, next: Ne
         user = str((body.get("event") or {}).get("user") or context.user_id or "")
         if not await asyncio.to_thread(door.first_time, str(event_id), user):
             return BoltResponse(status=200, body="")
+        context[SEEN] = str(event_id)
     return await next()
 
 
@@ -44,7 +49,20 @@ async def identify(context: AsyncBoltContext, next: Next) -> BoltResponse | None
     return await next()
 
 
+async def unsee_on_failure(error: Exception, context: AsyncBoltContext, logger: logging.Logger) -> None:
+    """Bolt's error handler (listeners run after the ack, so their failures land here, not in the response)."""
+    logger.error("Slack listener failed: %s: %s", type(error).__name__, error, exc_info=error)
+    event_id = context.get(SEEN)
+    door = context.get("door")
+    if event_id and isinstance(door, Door):
+        try:
+            await asyncio.to_thread(door.unsee, event_id)
+        except Exception:  # the store is down too: Slack's retry is dropped, as before this handler
+            logger.exception("could not forget Slack event %s; its retry will not be answered", event_id)
+
+
 def register(app: AsyncApp, door: Door) -> None:
     app.use(attach(door))
     app.use(drop_retries)
     app.use(identify)
+    app.error(unsee_on_failure)

@@ -3,11 +3,17 @@
 Every turn stores the conversation reference under the conversation id and, in a 1:1 chat, under the
 user's id too, so alerts can later reach a channel (StaffContact.teams_conversation) or a person. The answers come from
 services.chat (already rendered as Markdown for "teams"); the store work runs in a thread, off the loop.
+
+A message is answered once: Teams redelivers one it saw no 2xx for, so each is recorded as seen, keyed by
+conversation and activity id (Teams' message ids are millisecond timestamps, unique only within a
+conversation). A turn that fails after that (the reply post refused) forgets it again, so the
+redelivery Teams then makes is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import re
 from http import HTTPStatus
@@ -35,6 +41,7 @@ CHANNEL = "teams"
 MENTION = re.compile(r"<at[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
 TAGS = re.compile(r"<[^>]+>")  # Teams wraps rich text in HTML; the intents read plain words
 ANY_VERB = re.compile(r".+")
+DELIVERY_KEY_MAX = 200  # inbound_messages.message_id
 
 
 def user_key(activity: Activity) -> str | None:
@@ -55,12 +62,32 @@ def reference_json(activity: Activity) -> dict[str, Any]:
     return ref.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def delivery_key(activity: Activity) -> str | None:
+    """What makes a message one delivery: its conversation and its id (ids repeat across conversations)."""
+    if not activity.id:
+        return None
+    conversation = activity.conversation.id if activity.conversation is not None else ""
+    key = f"{conversation}|{activity.id}"
+    # Personal chat ids run long; a cut key could make two messages one, a digest cannot.
+    return key if len(key) <= DELIVERY_KEY_MAX else hashlib.sha256(key.encode()).hexdigest()
+
+
+def forget(ctx: Context, activity: Activity) -> None:
+    """Undo first_delivery for a message whose answer never went out, so its redelivery is answered."""
+    key = delivery_key(activity)
+    if key is None:
+        return
+    with unit_of_work(ctx.engine) as conn:
+        chat_state.forget_delivery(conn, CHANNEL, key)
+
+
 def _remember(ctx: Context, activity: Activity, *, dedupe: bool) -> bool:
-    """Store the reference under both keys; with `dedupe`, False when this activity id came before."""
+    """Store the reference under both keys; with `dedupe`, False when this message came before."""
     ref = reference_json(activity)
     who = user_key(activity)
+    key = delivery_key(activity)
     with unit_of_work(ctx.engine) as conn:
-        if dedupe and activity.id and not chat_state.first_delivery(conn, CHANNEL, activity.id, who or "", ctx.now()):
+        if dedupe and key is not None and not chat_state.first_delivery(conn, CHANNEL, key, who or "", ctx.now()):
             return False
         if activity.conversation is not None and activity.conversation.id:
             chat_state.save_ref(conn, CHANNEL, activity.conversation.id, ref, ctx.now())
@@ -71,7 +98,8 @@ def _remember(ctx: Context, activity: Activity, *, dedupe: bool) -> bool:
 
 
 def _asker(ctx: Context, activity: Activity) -> ChatUser:
-    """Linked staff (store, then config) by Entra object id or Teams id; anyone else may read, not act."""
+    """Linked staff (store, then config) by Entra object id or Teams id; anyone else is an unlinked account,
+    told how to get linked (or, with [staff] unlinked_read, allowed to read and never to act)."""
     who = activity.from_property
     ids = [i for i in (who.aad_object_id, who.id) if i] if who is not None else []
     with ctx.engine.connect() as conn:
@@ -79,7 +107,7 @@ def _asker(ctx: Context, activity: Activity) -> ChatUser:
             found = staff_user(conn, ctx.settings, "teams_user", account)
             if found is not None:
                 return found
-    return ChatUser(staff_id=f"{CHANNEL}:{ids[0] if ids else 'unknown'}", roles=frozenset())
+    return ChatUser(staff_id=f"{CHANNEL}:{ids[0] if ids else 'unknown'}", roles=frozenset(), linked=False)
 
 
 def _button(value: object) -> tuple[str, str] | None:
@@ -90,8 +118,6 @@ def _button(value: object) -> tuple[str, str] | None:
 
 
 def _answer_message(ctx: Context, activity: Activity) -> ChatReply | None:
-    if not _remember(ctx, activity, dedupe=True):
-        return None  # a redelivery: it was answered the first time
     user = _asker(ctx, activity)
     pressed = _button(activity.value)
     if pressed is not None:  # Action.Submit from a host without Universal Actions
@@ -119,11 +145,17 @@ def build_agent(ctx: Context, connection_manager: Connections) -> AgentApplicati
 
     @app.activity(ActivityTypes.message)
     async def on_message(context: TurnContext, state: TurnState) -> None:
-        answer = await asyncio.to_thread(_answer_message, ctx, context.activity)
-        if answer is not None:
-            out = MessageFactory.text(answer.reply)
-            out.text_format = TextFormatTypes.markdown
-            await context.send_activity(out)
+        if not await asyncio.to_thread(_remember, ctx, context.activity, dedupe=True):
+            return  # a redelivery: it was answered the first time
+        try:
+            answer = await asyncio.to_thread(_answer_message, ctx, context.activity)
+            if answer is not None:
+                out = MessageFactory.text(answer.reply)
+                out.text_format = TextFormatTypes.markdown
+                await context.send_activity(out)
+        except Exception:
+            await asyncio.to_thread(forget, ctx, context.activity)
+            raise
 
     @app.conversation_update("membersAdded")
     async def on_members_added(context: TurnContext, state: TurnState) -> None:

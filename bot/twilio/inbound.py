@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import phonenumbers
+from sqlalchemy import Connection, select
 
+from notifiers.render import resolve_locale
 from prompts import render
 from services import chat
 from services.channels import staff_user
 from services.context import Context
-from services.keywords import WEAK_START, keyword, opt_in, opt_out, word_of
+from services.keywords import WEAK_START, Keyword, keyword, take_effect, word_of
 from store import tables as t
 from store.chat_state import first_delivery, is_suppressed
 from store.db import unit_of_work
@@ -52,40 +55,65 @@ def e164(raw: str) -> str:
 
 
 def answer(ctx: Context, channel: str, form: Mapping[str, str]) -> bool:
-    """Handle one message; True when an answer was queued (the worker should look now)."""
+    """Handle one message; True when an answer was queued (the worker should look now).
+
+    Twilio delivers again what it thinks failed, so a message is answered once: the delivery is recorded as
+    seen in the same unit of work as its answer, never before it. A failure while answering leaves it
+    unseen, and Twilio's next delivery is answered; of two deliveries at once, the one that records it
+    first answers and the other writes nothing.
+    """
     for name in ("MessageSid", "From"):
         if not form.get(name):
             raise BadForm(f"{name}: missing from the webhook")
     sid, number, text = form["MessageSid"], e164(form["From"]), form.get("Body", "")
-    now = ctx.now()
-    with unit_of_work(ctx.engine) as conn:
-        if not first_delivery(conn, channel, sid, number, now):
+    with ctx.engine.connect() as conn:
+        if _seen(conn, channel, sid):
             log.info("%s %s delivered again: answered already", channel, sid)
             return False
-        staff = staff_user(conn, ctx.settings, "phone", number)
-        asking = chat.identify(conn, staff or chat.ChatUser(phone=number))
+        user = _phone_user(conn, ctx, number)
+        asking = chat.identify(conn, user)
         word = None if form.get("ButtonPayload") else keyword(text)
         if word == "start" and word_of(text) in WEAK_START and not is_suppressed(conn, channel, number):
             word = None
-        if word is not None:
-            if word == "stop":
-                opt_out(conn, channel, number, asking.customer_id, f"keyword:{text.strip().upper()[:40]}", now)
-            elif word == "start":
-                opt_in(conn, channel, number, asking.customer_id)
-            twilio_answered = channel == "sms" and (word == "stop" or bool(form.get("OptOutType")))
-            if twilio_answered:
-                return False
-            template = {"stop": "stopped", "start": "started", "help": "help"}[word]
-            body = render(f"twilio/{_locale(asking.locale)}/{template}.txt.j2", channel_name=CHANNEL_NAMES[channel])
-            insert_ignore(conn, t.outbox, [reply_row(ctx, channel, number, sid, body, asking,
-                                                     kind=CONFIRMATION)], ["idempotency_key"])
-            return True
-    user = staff or chat.ChatUser(phone=number)
+    if word is not None:
+        return _keyword(ctx, channel, number, sid, text, word, asking, form)
     replied = _button(ctx, user, form, channel) if form.get("ButtonPayload") else None
     if replied is None:
         replied = chat.reply(ctx, user, text, channel)
     with unit_of_work(ctx.engine) as conn:
+        if not first_delivery(conn, channel, sid, number, ctx.now()):
+            log.info("%s %s answered by a concurrent delivery", channel, sid)
+            return False
         insert_ignore(conn, t.outbox, [reply_row(ctx, channel, number, sid, replied.reply, asking)],
+                      ["idempotency_key"])
+    return True
+
+
+def _seen(conn: Connection, channel: str, sid: str) -> bool:
+    im = t.inbound_messages
+    return conn.execute(select(im.c.id).where(im.c.channel == channel, im.c.message_id == sid[:200])).first() \
+        is not None
+
+
+def _phone_user(conn: Connection, ctx: Context, number: str) -> chat.ChatUser:
+    """Who a number is. A staff member's number names them but grants no roles: an SMS sender id is easy to
+    spoof, so caller id alone may read what staff read, never close a task or run an allocation."""
+    staff = staff_user(conn, ctx.settings, "phone", number)
+    return replace(staff, roles=frozenset()) if staff is not None else chat.ChatUser(phone=number)
+
+
+def _keyword(ctx: Context, channel: str, number: str, sid: str, text: str, word: Keyword, asking: chat.Asking,
+             form: Mapping[str, str]) -> bool:
+    """STOP, START or HELP: it takes effect at once, in the unit of work that records the delivery (so once)."""
+    with unit_of_work(ctx.engine) as conn:
+        if not first_delivery(conn, channel, sid, number, ctx.now()):
+            return False
+        take_effect(conn, word, channel, number, asking.customer_id, text, ctx.now())
+        if channel == "sms" and (word == "stop" or bool(form.get("OptOutType"))):
+            return False  # Twilio's Advanced Opt-Out answered it
+        template = {"stop": "stopped", "start": "started", "help": "help"}[word]
+        body = render(f"twilio/{resolve_locale(asking.locale)}/{template}.txt.j2", channel_name=CHANNEL_NAMES[channel])
+        insert_ignore(conn, t.outbox, [reply_row(ctx, channel, number, sid, body, asking, kind=CONFIRMATION)],
                       ["idempotency_key"])
     return True
 
@@ -97,10 +125,6 @@ def _button(ctx: Context, user: chat.ChatUser, form: Mapping[str, str], channel:
         log.info("unknown button payload %r: answered as its text", form["ButtonPayload"])
         return chat.reply(ctx, user, form.get("ButtonText") or form.get("Body", ""), channel)
     return chat.act(ctx, user, action, value, channel)
-
-
-def _locale(locale: str) -> str:
-    return "es" if (locale or "").lower().startswith("es") else "en"
 
 
 def reply_row(ctx: Context, channel: str, number: str, sid: str, body: str, asking: chat.Asking, *,

@@ -82,7 +82,7 @@ def build_senders(settings: Settings, *, console: Console | None = None, engine:
     if "slack" in chat:
         from notifiers.senders.slack import SlackSender
 
-        senders["slack"] = SlackSender(settings.slack, engine)
+        senders["slack"] = SlackSender(settings.slack, engine, **({"clock": clock} if clock else {}))
     if "teams" in chat:
         from notifiers.senders.teams import TeamsSender
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import Engine
 
 from backorder.config import SlackSettings
 from notifiers import slack_blocks
-from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent, parse_retry_after
 from store.chat_state import remember_thread, thread_of
 from store.db import unit_of_work
 
@@ -33,15 +34,20 @@ TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "
 TIMEOUT_S = 10
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class SlackSender:
     channel = "slack"
 
-    def __init__(self, settings: SlackSettings, engine: Engine) -> None:
+    def __init__(self, settings: SlackSettings, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         if settings.bot_token is None:
             raise ValueError("slack.bot_token is needed to send to Slack")
         self._token = settings.bot_token.get_secret_value()
         self._base_url = settings.api_base_url
         self._engine = engine
+        self.clock = clock
         self._client: AsyncWebClient | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -81,12 +87,12 @@ class SlackSender:
             raise RetryableError("connection", f"{type(exc).__name__}: {exc}") from None
 
     def _thread_of(self, destination: str, topic: str) -> str | None:
-        with unit_of_work(self._engine) as conn:
+        with self._engine.connect() as conn:
             return thread_of(conn, "slack", destination, topic)
 
     def _remember(self, destination: str, topic: str, ts: str) -> None:
         with unit_of_work(self._engine) as conn:
-            remember_thread(conn, "slack", destination, topic, ts, datetime.now(UTC))
+            remember_thread(conn, "slack", destination, topic, ts, self.clock())
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -102,14 +108,7 @@ def classify(exc: SlackApiError) -> RetryableError | PermanentError:
     error = str(response.get("error") or f"http_{status}") if isinstance(response.data, dict) else f"http_{status}"
     if status == 429 or error == "ratelimited":
         raw = response.headers.get("Retry-After") if response.headers else None
-        return RetryableError("rate_limited", error, retry_after=_seconds(raw))
+        return RetryableError("rate_limited", error, retry_after=parse_retry_after(raw))
     if status >= 500 or error in TRANSIENT:
         return RetryableError("server_error", error)
     return PermanentError(error, f"HTTP {status}")
-
-
-def _seconds(raw: str | None) -> float | None:
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None

@@ -5,12 +5,13 @@ conversation reference stored when Teams first talked to us (bot/teams) says whe
 payload goes as an Adaptive Card 1.5 with the plain body as its text fallback; an empty payload (a
 chat reply row) as plain text. The dispatcher paces sends (7/s per conversation); a 429 is retried
 after its Retry-After, a bot removed from the team (403) or a conversation gone (404) is permanent.
+In production a reference whose serviceUrl is not one of Microsoft's service hosts is refused before
+any token is asked for: the bot token must reach the Bot Connector only.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import aiohttp
 from microsoft_agents.activity import Activity, ActivityTypes, Attachment, ConversationReference, TextFormatTypes
@@ -20,26 +21,22 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from backorder.config import TeamsSettings
-from notifiers.adaptive_cards import CONTENT_TYPE, adaptive_card
-from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent
-from notifiers.teams_auth import connections, outbound_identity, reraise
+from notifiers.adaptive_cards import CONTENT_TYPE, adaptive_card, escape_markdown
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent, parse_retry_after
+from notifiers.teams_auth import connections, outbound_identity, reraise, service_hosts
 from store import chat_state as store
 
 CHANNEL = "teams"
 GONE = (403, 404)  # bot uninstalled / blocked, or the conversation no longer exists
 
 
-def _retry_after(headers: Any) -> float | None:
-    raw = headers.get("Retry-After") if headers is not None else None
-    try:
-        return max(0.0, float(raw)) if raw is not None else None
-    except ValueError:
-        return None
-
-
 def message_activity(msg: Outgoing) -> Activity:
-    """The activity to post: the card with the body as fallback text, or the body alone."""
-    activity = Activity(type=ActivityTypes.message, text=msg.body, text_format=TextFormatTypes.markdown)
+    """The activity to post: the card with the body as fallback text, or the body alone.
+
+    A card's body is the notice's plain text (Teams reads it as Markdown: escaped); without a card the
+    body is a chat answer already rendered as Markdown."""
+    text = escape_markdown(msg.body) if msg.payload else msg.body
+    activity = Activity(type=ActivityTypes.message, text=text, text_format=TextFormatTypes.markdown)
     if msg.payload:
         try:
             content = adaptive_card(msg.payload)
@@ -58,7 +55,8 @@ class TeamsSender:
             raise ValueError("the teams sender needs the store's engine (conversation references)")
         self.settings = settings
         self.engine = engine
-        self.adapter = CloudAdapter(connection_manager=connections(settings))
+        self.hosts = service_hosts(settings)
+        self.adapter = CloudAdapter(connection_manager=connections(settings), host_validator=self.hosts)
         self.adapter.on_turn_error = reraise
         self.identity = outbound_identity(settings)
 
@@ -69,9 +67,13 @@ class TeamsSender:
             raise PermanentError("no_conversation_reference",
                                  f"{recipient}: Teams never talked to us from there (install the app first)")
         try:
-            return ConversationReference.model_validate(raw)
+            reference = ConversationReference.model_validate(raw)
         except ValidationError as exc:
             raise PermanentError("bad_conversation_reference", f"{recipient}: {exc.errors()[0]['msg']}") from None
+        if not reference.service_url or not self.hosts.is_allowed(reference.service_url):
+            raise PermanentError("bad_service_url",
+                                 f"{recipient}: serviceUrl {reference.service_url!r} is not a Bot Connector host")
+        return reference
 
     async def send(self, msg: Outgoing) -> Sent:
         reference = await asyncio.to_thread(self._reference, msg.recipient)
@@ -91,7 +93,8 @@ class TeamsSender:
         except aiohttp.ClientResponseError as exc:
             detail = f"HTTP {exc.status} from {reference.service_url}"
             if exc.status == 429:
-                raise RetryableError("rate_limited", detail, retry_after=_retry_after(exc.headers)) from None
+                wait = parse_retry_after(exc.headers.get("Retry-After") if exc.headers is not None else None)
+                raise RetryableError("rate_limited", detail, retry_after=wait) from None
             if exc.status in GONE:
                 raise PermanentError("conversation_gone" if exc.status == 404 else "bot_removed", detail) from None
             if exc.status >= 500 or exc.status == 408:

@@ -4,8 +4,9 @@ WhatsApp allows free-form text only within 24 hours of the customer's last messa
 window only an approved template goes, chosen per kind by [twilio] whatsapp_templates (a ContentSid).
 Such a template gets two variables: {"1": the card's title, "2": the notice's text on one line}.
 Inside the window a card with actions goes as quick-reply buttons: a twilio/quick-reply Content template
-(body "{{1}}", the buttons' titles and ids "<action id>:<value>"), made once per set of buttons through
-the Content API and sent with content_sid + content_variables {"1": the text}.
+(body "{{1}}", the buttons' titles, each button's id a variable carrying "<action id>:<value>"), made once per
+set of buttons through the Content API (a later process finds it by its friendly name) and sent with
+content_sid + content_variables.
 
 Delivery is reported later by status callbacks (bot/twilio, services/delivery.py), so a send only
 returns the MessageSid. Rate limits are the dispatcher's (per number and Twilio's per-sender MPS).
@@ -25,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
@@ -33,10 +34,11 @@ from twilio.rest import Client
 from twilio.rest.content.v1.content import ContentList
 
 from backorder.config import TwilioSettings
-from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent, parse_retry_after
 from notifiers.twilio_errors import classify
 from store import chat_state as store_channels
 from store import outbox
+from store import tables as t
 from store.db import unit_of_work
 
 log = logging.getLogger(__name__)
@@ -63,25 +65,38 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class RoutedHttpClient(AsyncTwilioHttpClient):
-    """Sends every *.twilio.com request (api., content., ...) to `base_url` instead, keeping the path.
+def _is_twilio(host: str) -> bool:
+    return host == "twilio.com" or host.endswith(".twilio.com")
 
-    Region and edge settings only rename twilio.com hosts, so a local fake or a proxy needs this.
+
+def routed(base_url: str, url: str) -> str:
+    """Where a request of the SDK for `url` goes when twilio.api_base_url is `base_url`.
+
+    A base on Twilio itself (the default https://api.twilio.com) changes nothing: each API has its own host
+    (api., content., ...), and sending them all to one would break every API but one. Any other base (a
+    local fake, a proxy) receives every *.twilio.com request, path kept: region and edge settings only
+    rename twilio.com hosts, so nothing else can point the SDK there.
+    """
+    base = urlsplit(base_url.rstrip("/"))
+    parts = urlsplit(url)
+    if _is_twilio(base.hostname or "") or not _is_twilio(parts.hostname or ""):
+        return url
+    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, parts.fragment))
+
+
+class RoutedHttpClient(AsyncTwilioHttpClient):
+    """The SDK's requests through aiohttp, to the hosts `routed` says.
+
     It also sends JSON bodies as JSON (the stock async client form-encodes the Content API's JSON).
     """
 
     def __init__(self, base_url: str, timeout: float = TIMEOUT_S) -> None:
         super().__init__(pool_connections=False, timeout=timeout)
-        self.base = urlsplit(base_url.rstrip("/"))
+        self.base_url = base_url
         self._session: aiohttp.ClientSession | None = None  # made on first use, inside the running loop
 
     def route(self, url: str) -> str:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if host == "twilio.com" or host.endswith(".twilio.com"):
-            path = self.base.path.rstrip("/") + parts.path
-            return urlunsplit((self.base.scheme, self.base.netloc, path, parts.query, parts.fragment))
-        return url
+        return routed(self.base_url, url)
 
     async def request(self, method: str, url: str, params: dict[str, object] | None = None,
                       data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
@@ -98,20 +113,13 @@ class RoutedHttpClient(AsyncTwilioHttpClient):
             timeout=aiohttp.ClientTimeout(total=timeout or self.timeout or TIMEOUT_S), **body,
         ) as resp:
             text = await resp.text()
-            _retry_after.set(_seconds(resp.headers.get("Retry-After")))
+            _retry_after.set(parse_retry_after(resp.headers.get("Retry-After")))
             return Response(resp.status, text, resp.headers)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: the dispatcher's own backoff is close enough
 
 
 class TwilioSender:
@@ -127,8 +135,14 @@ class TwilioSender:
         self.clock = clock
         self.http = RoutedHttpClient(settings.api_base_url)
         self.client = Client(settings.account_sid, settings.auth_token.get_secret_value(), http_client=self.http)
+        # The client imports each API's modules on first use (~0.15 s, blocking the event loop): done here, not
+        # inside the first send, where it would stall every send in flight and bunch up the paced ones.
+        self.messages = self.client.messages
+        self.contents = self.client.content.v1.contents
         # One creation per set of buttons even when a whole batch (concurrency 64) asks for it at once.
         self._creating: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._listing = asyncio.Lock()
+        self._known_templates: dict[str, str] | None = None
 
     async def send(self, msg: Outgoing) -> Sent:
         suppressed, last_in = await asyncio.to_thread(self._read_store, msg.recipient)
@@ -148,7 +162,7 @@ class TwilioSender:
             fields.update(await self._session_message(msg) if inside else self._template_message(msg))
         _retry_after.set(None)
         try:
-            created = await self.client.messages.create_async(**fields)
+            created = await self.messages.create_async(**fields)
         except (TwilioException, aiohttp.ClientError, TimeoutError) as exc:
             raise await self._failure(msg, exc) from exc
         await asyncio.to_thread(self._note, msg.id, created.sid)
@@ -176,19 +190,37 @@ class TwilioSender:
         return {"content_sid": sid, "content_variables": json.dumps(variables, ensure_ascii=False)}
 
     async def _quick_reply(self, buttons: list[tuple[str, str]], locale: str) -> str:
-        """The Content template for these buttons (action id, title), made once per process and set of buttons."""
+        """The Content template for these buttons (action id, title): the account's own if an earlier process
+        made it (found by its friendly name, which the buttons decide), else made now, once per set of buttons."""
         digest = hashlib.sha256(json.dumps([locale, buttons]).encode()).hexdigest()[:32]
         key = (self.settings.account_sid or "", self.settings.api_base_url, digest)
         if key in _QUICK_REPLIES:
             return _QUICK_REPLIES[key]
         async with self._creating.setdefault(key, asyncio.Lock()):
-            if key not in _QUICK_REPLIES:  # the first waiter made it
-                _QUICK_REPLIES[key] = await self._create_quick_reply(buttons, locale, digest)
+            if key not in _QUICK_REPLIES:  # the first waiter found or made it
+                name = f"backorder_quick_reply_{digest[:16]}"
+                existing = (await self._templates()).get(name)
+                _QUICK_REPLIES[key] = existing or await self._create_quick_reply(buttons, locale, name)
         return _QUICK_REPLIES[key]
 
-    async def _create_quick_reply(self, buttons: list[tuple[str, str]], locale: str, digest: str) -> str:
+    async def _templates(self) -> dict[str, str]:
+        """The account's Content templates, friendly name -> ContentSid: listed once per sender, not per send."""
+        async with self._listing:
+            if self._known_templates is None:
+                _retry_after.set(None)
+                found: dict[str, str] = {}
+                try:
+                    async for content in await self.contents.stream_async():
+                        if content.friendly_name and content.sid:
+                            found.setdefault(str(content.friendly_name), str(content.sid))
+                except (TwilioException, aiohttp.ClientError, TimeoutError) as exc:
+                    raise await self._failure(None, exc) from exc
+                self._known_templates = found
+        return self._known_templates
+
+    async def _create_quick_reply(self, buttons: list[tuple[str, str]], locale: str, name: str) -> str:
         request = ContentList.ContentCreateRequest({
-            "friendly_name": f"backorder_quick_reply_{digest[:16]}", "language": locale[:2] or "en",
+            "friendly_name": name, "language": locale[:2] or "en",
             # Sample values of the variables: the text, then each button's "<action>:<value>" payload.
             "variables": {"1": "text", **{str(i): f"{ident}:value" for i, (ident, _) in enumerate(buttons, start=2)}},
             "types": {"twilio/quick-reply": {"body": "{{1}}", "actions": [
@@ -197,7 +229,7 @@ class TwilioSender:
         })
         _retry_after.set(None)
         try:
-            content = await self.client.content.v1.contents.create_async(request)
+            content = await self.contents.create_async(request)
         except (TwilioException, aiohttp.ClientError, TimeoutError) as exc:
             raise await self._failure(None, exc) from exc
         if not content.sid:
@@ -223,14 +255,18 @@ class TwilioSender:
         verdict = classify(code, status)
         text = f"HTTP {status}, code {code}: {detail}"[:500]
         if verdict.action == "opted_out" and msg is not None:
-            await asyncio.to_thread(self._suppress, msg.recipient)
+            await asyncio.to_thread(self._opted_out, msg, code)
         if verdict.retryable:
             return RetryableError(verdict.reason, text, retry_after=_retry_after.get())
         return PermanentError(verdict.reason, text)
 
-    def _suppress(self, number: str) -> None:
+    def _opted_out(self, msg: Outgoing, code: int | None) -> None:
+        """Twilio refused: the number said STOP to the carrier. Recorded as our own STOP would be."""
+        o = t.outbox
         with unit_of_work(self.engine) as conn:
-            store_channels.suppress(conn, self.channel, number, "twilio:21610", self.clock())
+            customer_id = conn.execute(select(o.c.customer_id).where(o.c.id == msg.id)).scalar_one_or_none()
+            store_channels.set_opt_out(conn, self.channel, msg.recipient, customer_id, True, self.clock(),
+                                       f"twilio:{code}")
 
     async def aclose(self) -> None:
         await self.http.close()

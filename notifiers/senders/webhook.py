@@ -23,8 +23,6 @@ import ipaddress
 import json
 import socket
 import time
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from importlib import metadata
 
 import aiohttp
@@ -32,7 +30,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from backorder.config import WebhookSettings
-from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent, parse_retry_after
 from notifiers.signing import sign
 from notifiers.urls import check_webhook_url, forbidden_reason, is_localhost_name, normalise_url
 
@@ -89,22 +87,6 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date; None if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _blocked_cause(exc: BaseException) -> BlockedAddressError | None:

@@ -3,7 +3,7 @@
     with FakeSlack(token="xoxb-test") as slack:
         client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)   # ".../api/", trailing slash
         ... slack.calls("chat.postMessage")[0].args["text"]
-        slack.fail_next("chat.postMessage", "ratelimited", retry_after=3)   # 429 + Retry-After: 3
+        slack.fail_next("chat.postMessage", "ratelimited", retry_after=3)   # 429 + Retry-After: 3 (or "soon")
         slack.fail_next("chat.postMessage", "channel_not_found")            # 200 {"ok": false, ...}
         slack.wait_for("chat.postMessage", 2)                               # block until 2 arrived
         slack.response_url("T1")   # where a slash command's or a button's respond() posts; recorded too
@@ -52,7 +52,7 @@ class Call:
 @dataclass(frozen=True, slots=True)
 class Failure:
     error: str  # Slack's error code; "ratelimited" answers 429, "http_500" answers HTTP 500
-    retry_after: int
+    retry_after: int | str  # a str is sent as is: a malformed header, as a proxy might send one
 
 
 class _State:
@@ -188,7 +188,7 @@ class FakeSlack(LoopbackServer):
         return f"{self.base_url}/response/{key}"
 
     # -- control
-    def fail_next(self, method: str, error: str, *, count: int = 1, retry_after: int = 1) -> None:
+    def fail_next(self, method: str, error: str, *, count: int = 1, retry_after: int | str = 1) -> None:
         with self._state.lock:
             self._state.failures.setdefault(method, deque()).extend([Failure(error, retry_after)] * count)
 

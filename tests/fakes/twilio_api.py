@@ -5,6 +5,8 @@ of the webhooks Twilio sends us (inbound SMS and WhatsApp, status callbacks), si
         settings: twilio.api_base_url = fake.url   (every *.twilio.com host is routed here by the sender)
         fake.messages            # [Captured]: the form of each POST .../Messages.json
         fake.contents            # [Captured]: the JSON of each POST /v1/Content
+        fake.content_lists       # [Captured]: each GET /v1/Content (the account's templates, paged like Twilio)
+        fake.add_content("name") # a template the account already has (made by an earlier process, say)
         fake.fail_next(1, 21610) # the next request gets Twilio's error JSON for code 21610 (HTTP 400)
         fake.fail_next(1, "429") # ... a 429 with code 20429 and Retry-After (fake.retry_after)
         fake.fail_next(1, "500") # ... a 500
@@ -66,6 +68,7 @@ class FakeTwilio(LoopbackServer):
         self._requests: list[Captured] = []
         self._queued: deque[str | int] = deque()
         self._ids = itertools.count(1)
+        self._templates: list[dict[str, Any]] = []  # every Content template of the account, oldest first
 
     @property
     def url(self) -> str:
@@ -90,6 +93,18 @@ class FakeTwilio(LoopbackServer):
     @property
     def contents(self) -> list[Captured]:
         return [r for r in self.requests if r.path == "/v1/Content" and r.answered == 201]
+
+    @property
+    def content_lists(self) -> list[Captured]:
+        return [r for r in self.requests if r.path == "/v1/Content" and r.json is None and r.answered == 200]
+
+    def add_content(self, friendly_name: str, types: dict[str, Any] | None = None) -> str:
+        """A template the account has already; returns its ContentSid."""
+        sid = f"HX{next(self._ids):032x}"
+        with self._lock:
+            self._templates.append(self._content_json(sid, {"friendly_name": friendly_name, "language": "en",
+                                                            "types": types or {"twilio/text": {"body": "{{1}}"}}}))
+        return sid
 
     # -- the API ---------------------------------------------------------------------------------
     def _auth_ok(self, request: web.Request) -> bool:
@@ -148,19 +163,51 @@ class FakeTwilio(LoopbackServer):
         status, mode = self._take(request, {}, body, 201, sid)
         if status != 201:
             return self._error(status, mode)
+        made = self._content_json(sid, body)
+        with self._lock:
+            self._templates.append(made)
+        return web.json_response(made, status=201)
+
+    async def _content_list(self, request: web.Request) -> web.Response:
+        """GET /v1/Content: Twilio's page shape, `meta.next_page_url` an absolute content.twilio.com URL."""
+        status, mode = self._take(request, dict(request.query), None, 200)
+        if status != 200:
+            return self._error(status, mode)
+        try:
+            size = min(max(int(request.query.get("PageSize", "50")), 1), 1000)
+            page = max(int(request.query.get("Page", "0")), 0)
+        except ValueError:
+            return web.json_response({"code": 20001, "message": "Invalid paging parameter", "status": 400},
+                                     status=400)
+        start = int(request.query.get("PageToken", "PT0").removeprefix("PT") or 0)
+        with self._lock:
+            listed = self._templates[start:start + size]
+            more = start + size < len(self._templates)
+        base = "https://content.twilio.com/v1/Content"
+        this = f"{base}?PageSize={size}&Page={page}" + (f"&PageToken=PT{start}" if start else "")
+        return web.json_response({"contents": listed, "meta": {
+            "page": page, "page_size": size, "first_page_url": f"{base}?PageSize={size}&Page=0",
+            "previous_page_url": None if page == 0 else f"{base}?PageSize={size}&Page={page - 1}"
+                                                        f"&PageToken=PT{max(start - size, 0)}",
+            "url": this, "next_page_url": f"{base}?PageSize={size}&Page={page + 1}&PageToken=PT{start + size}"
+            if more else None, "key": "contents"}})
+
+    def _content_json(self, sid: str, body: dict[str, Any]) -> dict[str, Any]:
         now = datetime.now(UTC).isoformat()
-        return web.json_response({
+        return {
             "sid": sid, "account_sid": self.account_sid, "friendly_name": body.get("friendly_name"),
             "language": body.get("language"), "variables": body.get("variables") or {}, "types": body.get("types"),
             "date_created": now, "date_updated": now, "url": f"https://content.twilio.com/v1/Content/{sid}",
-            "links": {},
-        }, status=201)
+            "links": {"approval_create": f"https://content.twilio.com/v1/Content/{sid}/ApprovalRequests/whatsapp",
+                      "approval_fetch": f"https://content.twilio.com/v1/Content/{sid}/ApprovalRequests"},
+        }
 
     # -- lifecycle -------------------------------------------------------------------------------
     def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._messages)
         app.router.add_post("/v1/Content", self._content)
+        app.router.add_get("/v1/Content", self._content_list)
         return app
 
 

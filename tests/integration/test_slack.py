@@ -10,12 +10,15 @@ import asyncio
 import itertools
 import json
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -24,6 +27,7 @@ from bot.api import create_app
 from bot.slack import EVENTS_PATH
 from bot.slack.actions import ACTION_IDS
 from bot.slack.commands import COMMANDS
+from bot.slack.door import Door
 from bot.slack.events import EVENTS
 from bot.slack.home import home_view
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent
@@ -31,10 +35,12 @@ from notifiers.senders.slack import SlackSender
 from services.channels import add_staff, staff_user
 from services.chat import ACTIONS
 from services.context import Context
+from services.inbox import drain, store_events
 from services.tasks import open_task
 from services.worker import drain_outbox
 from store import tables as t
 from store.db import unit_of_work
+from tests.fakes._server import LoopbackServer
 from tests.fakes.slack_api import BOT_USER, FakeSlack, SlackSigner
 
 TOKEN = "xoxb-1234-5678-backorder"
@@ -76,11 +82,18 @@ def sctx(ctx: Context, slack: FakeSlack) -> Context:
     return Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
 
 
+def link(ctx: Context, staff_id: str, roles: list[str], slack_user: str, **kw: Any) -> None:
+    """`backorder staff add <staff_id> --role … --slack-user <slack_user>`, as the CLI does it."""
+    with unit_of_work(ctx.engine) as conn:
+        add_staff(conn, staff_id, roles, ctx.now(), slack_user=slack_user, **kw)
+
+
 @pytest.fixture
 def client(sctx: Context) -> Iterator[TestClient]:
     # As a context manager the app's event loop outlives each request: Bolt answers after its ack.
     with TestClient(create_app(sctx, background_applier=False)) as c:
         assert c.post("/events", json=SEED).status_code == 200
+        link(sctx, "alice", ["customer_service"], "U0ALICE")  # U0ALICE asks most questions below
         yield c
 
 
@@ -156,11 +169,11 @@ def test_a_direct_message_is_answered_from_the_store(client: TestClient, slack: 
                             .where(t.inbound_messages.c.channel == "slack")).all()
         state = conn.execute(select(t.conversations.c.key)).scalars().all()
     assert [tuple(s) for s in seen] == [("EvDM1", "U0ALICE")]
-    assert "slack:staff:slack:U0ALICE" in state  # the unlinked user's conversation, kept per channel
+    assert "slack:staff:alice" in state  # the staff member's conversation, kept per channel
 
 
 def test_a_mention_is_answered_in_a_thread_without_the_mention(client: TestClient, slack: FakeSlack) -> None:
-    mention = {"type": "app_mention", "user": "U0BOB", "text": f"<@{BOT_USER}> open tasks please",
+    mention = {"type": "app_mention", "user": "U0ALICE", "text": f"<@{BOT_USER}> open tasks please",
                "ts": "1767225700.000200", "channel": "C0OPS", "event_ts": "1767225700.000200"}
     assert post(client, signer.event(mention, event_id="EvMention")).status_code == 200
     sent = slack.wait_for("chat.postMessage")[0]
@@ -178,6 +191,108 @@ def test_a_retried_event_is_acked_and_answered_once(client: TestClient, slack: F
     assert post(client, signer.event(dm("open tasks", ts="1767225600.000300"), event_id="EvNext")).status_code == 200
     assert len(slack.wait_for("chat.postMessage", 2)) == 2
     assert len(slack.calls("chat.postMessage")) == 2
+
+
+def seen(ctx: Context, event_id: str) -> bool:
+    im = t.inbound_messages
+    with ctx.engine.connect() as conn:
+        return conn.execute(select(im.c.id).where(im.c.channel == "slack", im.c.message_id == event_id)).first() \
+            is not None
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll until `condition` holds (the app works after its ack, in its own loop); fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("failure", ["http_500", "fatal_error"])
+def test_an_event_whose_answer_failed_is_answered_on_slacks_retry(client: TestClient, slack: FakeSlack,
+                                                                  sctx: Context, failure: str) -> None:
+    slack.fail_next("chat.postMessage", failure)
+    assert post(client, signer.event(dm("open tasks"), event_id="EvFail")).status_code == 200
+    slack.wait_for("chat.postMessage")  # refused
+    wait_until(lambda: not seen(sctx, "EvFail"), "the failed delivery forgotten")
+    retry = signer.event(dm("open tasks"), event_id="EvFail", retry_num=1)
+    assert post(client, retry).status_code == 200
+    answered = slack.wait_for("chat.postMessage", 2)[1]
+    assert answered.args["channel"] == "D0ALICE" and answered.args["text"] == "No open tasks."
+    assert seen(sctx, "EvFail")  # answered now: a further retry is dropped again
+    assert post(client, signer.event(dm("open tasks"), event_id="EvFail", retry_num=2)).status_code == 200
+    assert post(client, signer.event(dm("open tasks", ts="1767225600.000400"), event_id="EvAfter")).status_code == 200
+    assert len(slack.wait_for("chat.postMessage", 3)) == 3
+    assert len(slack.calls("chat.postMessage")) == 3
+
+
+def test_a_body_over_256_kib_gets_413_before_bolt_reads_it(client: TestClient, slack: FakeSlack,
+                                                          sctx: Context) -> None:
+    big = dm("open tasks " + "x" * (256 * 1024))
+    r = post(client, signer.event(big, event_id="EvBig"))  # correctly signed: only its size is wrong
+    assert r.status_code == 413 and r.json() == {"detail": "body: over 262144 bytes"}
+    body, headers = signer.event(big, event_id="EvBigChunked")
+    chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))  # no Content-Length: counted as it arrives
+    assert client.post(EVENTS_PATH, content=chunks, headers=headers).status_code == 413
+    # Bolt saw neither: nothing recorded as delivered, and only the next, small, event is answered.
+    assert post(client, signer.event(dm("open tasks"), event_id="EvSmall")).status_code == 200
+    assert [c.args["text"] for c in slack.wait_for("chat.postMessage")] == ["No open tasks."]
+    assert not seen(sctx, "EvBig") and not seen(sctx, "EvBigChunked") and seen(sctx, "EvSmall")
+
+
+class GatedLLM(LoopbackServer):
+    """An OpenAI-compatible chat completions endpoint that answers only once the test opens its gate:
+    as slow as the test needs, with no timing in it."""
+
+    name = "gated-llm"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.asked: list[dict[str, Any]] = []
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def make_app(self) -> web.Application:
+        async def completions(request: web.Request) -> web.Response:
+            body = await request.json()
+            self.asked.append(body)
+            await asyncio.to_thread(self.gate.wait, 8.0)
+            call = {"id": "call_1", "type": "function",
+                    "function": {"name": "choose_intent", "arguments": json.dumps({"intent": "open_tasks"})}}
+            return web.json_response({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1_770_000_000, "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "tool_calls",
+                             "message": {"role": "assistant", "content": None, "tool_calls": [call]}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", completions)
+        return app
+
+
+def test_the_ack_returns_before_the_slow_answer_is_posted(sctx: Context, slack: FakeSlack) -> None:
+    with GatedLLM() as model:
+        settings = sctx.settings.model_copy(update={"llm": load_settings(
+            database_url=sctx.settings.database_url,
+            llm={"base_url": model.base_url, "model": "small", "api_key": "k", "timeout_seconds": 10}).llm})
+        lctx = Context(engine=sctx.engine, settings=settings, clock=sctx.clock)
+        try:
+            with TestClient(create_app(lctx, background_applier=False)) as c:
+                link(lctx, "alice", ["customer_service"], "U0ALICE")
+                # The rules do not understand this; the model is asked, and holds its answer until the gate opens.
+                r = post(c, signer.event(dm("anything on my plate today?"), event_id="EvSlow"))
+                acked_at = time.monotonic()
+                assert r.status_code == 200
+                model.gate.set()
+                posted = slack.wait_for("chat.postMessage")[0]
+        finally:
+            model.gate.set()
+    assert posted.args["text"] == "No open tasks."  # the model's reading (open_tasks) was answered
+    assert len(model.asked) == 1 and "anything on my plate today?" in model.asked[0]["messages"][1]["content"]
+    assert acked_at < posted.monotonic  # Slack had its 200 before the answer was posted
 
 
 def test_slash_command_answers_privately_and_empty_gives_help(client: TestClient, slack: FakeSlack) -> None:
@@ -206,18 +321,62 @@ def test_show_waiting_button_is_answered_in_the_alerts_thread(client: TestClient
     assert "*1 line(s) wait for KTL-200*" in sent.args["text"]
 
 
-def test_mark_done_is_refused_unlinked_and_done_for_ops(client: TestClient, slack: FakeSlack, sctx: Context) -> None:
+def test_mark_done_is_refused_unlinked_and_other_roles_and_done_for_ops(client: TestClient, slack: FakeSlack,
+                                                                        sctx: Context) -> None:
     (task_id,) = open_tasks(sctx, "KTL-200")
     assert press(client, slack, "U0STRANGER", "complete_task", str(task_id), "b2").status_code == 200
-    refused = slack.wait_for("chat.postMessage")[0]
-    assert refused.args["text"] == "Only staff with a role may close a task."
+    unlinked = slack.wait_for("chat.postMessage")[0]
+    assert "is not linked" in unlinked.args["text"] and "--slack-user U0STRANGER" in unlinked.args["text"]
+    # Alice is customer service: a procurement review is not hers to close.
+    assert press(client, slack, "U0ALICE", "complete_task", str(task_id), "b3").status_code == 200
+    refused = slack.wait_for("chat.postMessage", 2)[1]
+    assert refused.args["text"] == "Only admin or ops or procurement may close a procurement review task."
     assert task_status(sctx, task_id) == "open"
-    with unit_of_work(sctx.engine) as conn:
-        add_staff(conn, "ops-carol", ["ops"], sctx.now(), slack_user="U0CAROL")
-    assert press(client, slack, "U0CAROL", "complete_task", str(task_id), "b3").status_code == 200
-    done = slack.wait_for("chat.postMessage", 2)[1]
+    link(sctx, "ops-carol", ["ops"], "U0CAROL")
+    assert press(client, slack, "U0CAROL", "complete_task", str(task_id), "b4").status_code == 200
+    done = slack.wait_for("chat.postMessage", 3)[2]
     assert done.args["text"] == f"Task #{task_id} (Expedite KTL-200) is done."
     assert task_status(sctx, task_id) == "done"
+
+
+def test_store_values_in_answers_cannot_ping_the_channel_or_become_links(client: TestClient, slack: FakeSlack,
+                                                                       sctx: Context) -> None:
+    with unit_of_work(sctx.engine) as conn:
+        task_id = open_task(conn, sctx, "handoff", sku=None, title="<!channel> call <https://evil.example|Approve>",
+                            detail={}, cause="test:evil")
+    assert post(client, signer.event(dm("open tasks"), event_id="EvEvil")).status_code == 200
+    assert press(client, slack, "U0ALICE", "open_task", str(task_id), "b5").status_code == 200
+    assert post(client, signer.command("/backorder", "open tasks", user_id="U0ALICE",
+                                       response_url=slack.response_url("cmd5"))).status_code == 200
+    answers = [c.args["text"] for c in slack.wait_for("chat.postMessage", 2)] + \
+        [slack.wait_for("response_url")[0].args["text"]]
+    for text in answers:
+        assert f"#{task_id} &lt;!channel&gt; call &lt;https://evil.example|Approve&gt;" in text
+        assert "<!channel>" not in text and "<https://" not in text
+
+
+def test_an_unlinked_account_is_told_how_to_link_it_and_sees_no_data(client: TestClient, slack: FakeSlack,
+                                                                    sctx: Context) -> None:
+    open_tasks(sctx, "KTL-200")
+    asked = dm("who's waiting on KTL-200?", user="U0STRANGER")
+    assert post(client, signer.event(asked, event_id="EvStranger")).status_code == 200
+    text = slack.wait_for("chat.postMessage")[0].args["text"]
+    assert text == ("Your Slack account (U0STRANGER) is not linked to a member of the team yet, so I can't show "
+                    "backorders, stock or tasks here. Ask an admin to run: backorder staff add &lt;your staff id&gt; "
+                    "--role &lt;role&gt; --slack-user U0STRANGER")
+    opened = {"type": "app_home_opened", "user": "U0STRANGER", "channel": "D0STRANGER", "tab": "home",
+              "event_ts": "1767225900.000200"}
+    assert post(client, signer.event(opened, event_id="EvStrangerHome")).status_code == 200
+    view = slack.wait_for("views.publish")[0].args["view"]
+    assert [b["type"] for b in view["blocks"]] == ["header", "section"]
+    shown = view["blocks"][1]["text"]["text"]
+    assert "is not linked to a member of the team yet" in shown
+    assert "`backorder staff add &lt;your staff id&gt; --role &lt;role&gt; --slack-user U0STRANGER`" in shown
+    everything = json.dumps(view)
+    assert "1042" not in everything and "Expedite" not in everything and "bo:complete_task" not in everything
+    with sctx.engine.connect() as conn:  # nothing was read for them, so no conversation was kept either
+        keys = conn.execute(select(t.conversations.c.key)).scalars().all()
+    assert not any("U0STRANGER" in k for k in keys)
 
 
 # -- the door: App Home -----------------------------------------------------------------------------
@@ -256,7 +415,31 @@ def test_app_home_is_the_users_view_their_warehouse_and_their_tasks(client: Test
     lee_view = json.dumps(home_view(sctx, lee)["blocks"], ensure_ascii=False)
     assert "1 line(s) on backorder* in LDS" in lee_view and "order *1042*" in lee_view
     assert f"#{check} Count TST-4" in lee_view and "Expedite KTL-200" not in lee_view
-    assert "bo:complete_task" not in lee_view  # neither may act: no buttons
+    # Each may close the tasks of their own role (chat_staff.may_close): one button each, on that task.
+    assert done_buttons(home_view(sctx, pat)) == [str(review)]
+    assert done_buttons(home_view(sctx, lee)) == [str(check)]
+    # Customer service sees neither kind of task, and a button on neither.
+    with sctx.engine.connect() as conn:
+        alice = staff_user(conn, sctx.settings, "slack_user", "U0ALICE")
+    assert alice is not None and done_buttons(home_view(sctx, alice)) == []
+
+
+def test_unlinked_read_shows_an_unlinked_account_the_data_without_buttons(sctx: Context) -> None:
+    (review,) = open_tasks(sctx, "KTL-200")
+    door = Door(sctx, lambda: None)
+    stranger = door.who("U0STRANGER")
+    assert stranger.linked is False and stranger.roles == frozenset()
+    assert "not linked" in json.dumps(home_view(sctx, stranger))
+    reading = Context(engine=sctx.engine, settings=sctx.settings.model_copy(update={"staff": sctx.settings.staff
+                      .model_copy(update={"unlinked_read": True})}), clock=sctx.clock)
+    view = home_view(reading, stranger)
+    assert f"#{review} Expedite KTL-200" in json.dumps(view, ensure_ascii=False)
+    assert done_buttons(view) == []
+
+
+def done_buttons(view: dict[str, Any]) -> list[str]:
+    return [b["accessory"]["value"] for b in view["blocks"]
+            if b.get("accessory", {}).get("action_id") == "bo:complete_task"]
 
 
 # -- the sender -------------------------------------------------------------------------------------
@@ -289,6 +472,33 @@ def test_a_team_alert_is_block_kit_and_its_follow_up_a_thread_reply(sctx: Contex
     assert follow_up.args["channel"] == TEAM_CHANNEL
 
 
+def test_a_high_value_backorder_alert_is_block_kit_for_the_warehouse_manager(ctx: Context,
+                                                                             slack: FakeSlack) -> None:
+    settings = load_settings(
+        database_url=ctx.settings.database_url,
+        slack={"bot_token": TOKEN, "signing_secret": SECRET, "api_base_url": slack.api_url},
+        staff={"warehouse_manager": {"channels": ["slack"], "slack_channel": "C0WAREHOUSE"}},
+        notify={"high_value_threshold": 50, "rules": {"ops_digest": {"enabled": False}}},
+    )
+    hctx = Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
+    _, ids = store_events(hctx, SEED)  # order 1042: 2 x 40.00 waiting, over the 50.00 threshold
+    drain(hctx, ids)
+    asyncio.run(drain_outbox(hctx))
+    [alert] = [c for c in slack.wait_for("chat.postMessage") if c.args["channel"] == "C0WAREHOUSE"]
+    blocks = alert.args["blocks"]
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "actions", "context"]
+    assert blocks[0]["text"]["text"].startswith("High-value backorder: order 1042")
+    fields = dict(f["text"].split("\n", 1) for f in blocks[2]["fields"])
+    assert fields["*Order*"] == "1042" and fields["*Customer*"].startswith("Ada")
+    assert "80" in fields["*Waiting value*"]
+    assert [(b["action_id"], b["value"]) for b in blocks[3]["elements"]] == [("bo:show_waiting", "KTL-200")]
+    with hctx.engine.connect() as conn:
+        row = conn.execute(select(t.outbox.c.body, t.outbox.c.role, t.outbox.c.status)
+                           .where(t.outbox.c.kind == "high_value_backorder")).one()
+    assert (row.role, row.status) == ("warehouse_manager", "sent")
+    assert alert.args["text"] == row.body and "1042" in row.body  # the text fallback
+
+
 def test_a_burst_to_one_channel_keeps_the_rate(sctx: Context, slack: FakeSlack) -> None:
     open_tasks(sctx, "A-1", "A-2", "A-3", "A-4")
     assert asyncio.run(drain_outbox(sctx)) == 4
@@ -303,8 +513,8 @@ def message(recipient: str, payload: dict[str, Any] | None = None, body: str = "
                     idempotency_key="k1", payload=payload or {})
 
 
-async def send(sctx: Context, msg: Outgoing) -> Sent | SendError:
-    sender = SlackSender(sctx.settings.slack, sctx.engine)
+async def send(sctx: Context, msg: Outgoing, clock: Callable[[], datetime] | None = None) -> Sent | SendError:
+    sender = SlackSender(sctx.settings.slack, sctx.engine, **({"clock": clock} if clock else {}))
     try:
         return await sender.send(msg)
     except SendError as exc:
@@ -326,6 +536,26 @@ def test_429_is_retryable_with_retry_after(sctx: Context, slack: FakeSlack) -> N
     slack.fail_next("chat.postMessage", "ratelimited", retry_after=7)
     err = asyncio.run(send(sctx, message(TEAM_CHANNEL)))
     assert isinstance(err, RetryableError) and err.reason == "rate_limited" and err.retry_after == 7.0
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("-5", None), ("nan", None), ("soon", None), ("2.5", 2.5)])
+def test_a_malformed_or_negative_retry_after_never_asks_for_a_negative_wait(sctx: Context, slack: FakeSlack,
+                                                                           header: str, seconds: float | None) -> None:
+    slack.fail_next("chat.postMessage", "ratelimited", retry_after=header)
+    err = asyncio.run(send(sctx, message(TEAM_CHANNEL)))
+    assert isinstance(err, RetryableError) and err.reason == "rate_limited" and err.retry_after == seconds
+
+
+def test_a_thread_is_remembered_at_the_senders_clock(sctx: Context, slack: FakeSlack) -> None:
+    at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    card = {"kind": "procurement_task", "title": "Procurement: KTL-200", "text": "Expedite it.", "fields": [],
+            "actions": [], "topic": "sku:KTL-200"}
+    sent = asyncio.run(send(sctx, message(TEAM_CHANNEL, payload=card), clock=lambda: at))
+    assert isinstance(sent, Sent)
+    with sctx.engine.connect() as conn:
+        row = conn.execute(select(t.chat_threads.c.thread_id, t.chat_threads.c.updated_at)).one()
+    assert f"{TEAM_CHANNEL}:{row.thread_id}" == sent.provider_id
+    assert row.updated_at.replace(tzinfo=row.updated_at.tzinfo or UTC) == at
 
 
 @pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "is_archived", "invalid_auth",
@@ -394,12 +624,16 @@ def test_the_manifest_matches_what_the_code_registers_and_calls() -> None:
     needed = set().union(*(METHOD_SCOPES[m] for m in called), *(EVENT_SCOPES[e] for e in EVENTS.values()),
                          {"commands"} if COMMANDS else set())
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(needed)  # exactly: no scope to spare
+    # It promises no button the cards do not carry: none runs allocation (that is a typed question).
+    described = " ".join(manifest["display_information"].values()).lower()
+    assert any("alloc" in a for a in ACTIONS) or "alloc" not in described
 
 
 # -- Socket Mode ------------------------------------------------------------------------------------
 def test_socket_mode_answers_over_the_websocket_without_an_http_route(ctx: Context) -> None:
     with FakeSlack(TOKEN, app_token="xapp-1-A0BACKORD-1-abc") as fake:
-        settings = load_settings(database_url=ctx.settings.database_url,
+        # No one is linked here: [staff] unlinked_read lets the workspace's accounts read.
+        settings = load_settings(database_url=ctx.settings.database_url, staff={"unlinked_read": True},
                                  slack={"bot_token": TOKEN, "app_token": "xapp-1-A0BACKORD-1-abc",
                                         "api_base_url": fake.api_url})
         sctx = Context(engine=ctx.engine, settings=settings, clock=ctx.clock)

@@ -24,7 +24,7 @@ from sqlalchemy import insert, select
 from backorder.config import load_settings
 from bot.api import create_app
 from intents.model import STAFF_INTENTS
-from notifiers.adaptive_cards import CONTENT_TYPE
+from notifiers.adaptive_cards import CONTENT_TYPE, escape_markdown
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError
 from notifiers.senders.teams import TeamsSender
 from services import channels, tasks
@@ -34,7 +34,7 @@ from services.worker import drain_outbox
 from store import chat_state
 from store import tables as t
 from store.db import unit_of_work
-from tests.fakes.bot_connector import TENANT, BotConnector, SigningKey
+from tests.fakes.bot_connector import BOT_ID, TENANT, BotConnector, SigningKey
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = "19:ops@thread.tacv2"
@@ -73,7 +73,8 @@ def bc() -> Iterator[BotConnector]:
 
 @pytest.fixture
 def dev(ctx: Context) -> Context:
-    made = teams_ctx(ctx, staff={"team": {"channels": ["teams"], "teams_conversation": OPS}})
+    # Every account of the workspace may read here; the link-your-account answer has tests of its own.
+    made = teams_ctx(ctx, staff={"team": {"channels": ["teams"], "teams_conversation": OPS}, "unlinked_read": True})
     apply(made, CATALOG)
     return made
 
@@ -151,6 +152,70 @@ def test_a_redelivered_activity_is_answered_once(client: TestClient, bc: BotConn
     assert [p.reply_to_id for p in bc.posts] == ["1700000000123", "1700000000124"]
 
 
+def test_the_same_message_id_in_two_conversations_is_two_messages(client: TestClient, bc: BotConnector) -> None:
+    # Teams' message ids are millisecond timestamps: two chats can send the same one at the same moment.
+    ada = bc.message("open tasks", conversation="a:1chat-ada", aad="aad-ada", id="1700000000500")
+    bea = bc.message("open tasks", conversation="a:1chat-bea", aad="aad-bea", id="1700000000500")
+    for activity in (ada, bea, ada):  # the last: Teams redelivers Ada's
+        assert post(client, activity).status_code == 202
+    assert [(p.conversation_id, p.reply_to_id) for p in bc.posts] == [("a:1chat-ada", "1700000000500"),
+                                                                      ("a:1chat-bea", "1700000000500")]
+
+
+def test_a_message_whose_answer_failed_is_answered_on_redelivery(client: TestClient, bc: BotConnector) -> None:
+    msg = bc.message("open tasks", id="1700000000600")
+    bc.fail_next(1, 500)  # the Bot Connector refuses the reply
+    failed = post(client, msg)
+    assert failed.status_code == 500 and "redelivery" in failed.json()["error"]
+    assert post(client, msg).status_code == 202  # Teams redelivers what got no 2xx
+    assert post(client, msg).status_code == 202  # and once answered, a further copy is a duplicate
+    assert [(p.reply_to_id, p.status) for p in bc.posts] == [("1700000000600", 500), ("1700000000600", 200)]
+    assert bc.posts[1].activity["text"] == "No open tasks."
+
+
+def test_a_body_over_256_kib_is_refused_before_parsing(client: TestClient, bc: BotConnector) -> None:
+    big = bc.message("open tasks " + "x" * (256 * 1024))
+    r = post(client, big)
+    assert r.status_code == 413 and r.json() == {"detail": "body: over 262144 bytes"}
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the body is counted as it arrives
+        raw = json.dumps(big).encode()
+        for i in range(0, len(raw), 64 * 1024):
+            yield raw[i:i + 64 * 1024]
+
+    r = client.post("/api/messages", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    just_fits = bc.message("open tasks", id="1700000000700")
+    just_fits["padding"] = "x" * (256 * 1024 - len(json.dumps(just_fits)) - len(', "padding": ""'))
+    assert len(json.dumps(just_fits)) == 256 * 1024
+    assert post(client, just_fits).status_code == 202
+    assert [p.reply_to_id for p in bc.posts] == ["1700000000700"]
+
+
+def test_an_unlinked_account_is_told_how_to_get_linked_and_sees_no_data(ctx: Context, bc: BotConnector) -> None:
+    made = teams_ctx(ctx)  # [staff] unlinked_read is off: the default
+    apply(made, CATALOG)
+    client = TestClient(create_app(made, background_applier=False))
+    assert post(client, bc.message("who's waiting on KTL-200?", aad="aad-stranger")).status_code == 202
+    [answer] = bc.wait_for(1)
+    text = answer.activity["text"]
+    assert "not linked" in text and "--teams-user aad-stranger" in text
+    assert "1042" not in text and "KTL-200" not in text and "Ada" not in text
+    pressed = post(client, bc.action_execute("show_waiting", {"action": "show_waiting", "value": "KTL-200"},
+                                             aad="aad-stranger")).json()
+    card_text = pressed["value"]["body"][0]["text"]
+    assert "not linked" in card_text and "1042" not in card_text
+    with unit_of_work(made.engine) as conn:  # an admin links the account: the same question is answered
+        channels.add_staff(conn, "S-eve", ["procurement"], made.now(), teams_user="aad-stranger")
+    assert post(client, bc.message("who's waiting on KTL-200?", aad="aad-stranger")).status_code == 202
+    assert "order *1042*" in bc.wait_for(2)[1].activity["text"]
+
+
+def test_anonymous_mode_with_credentials_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match=r"teams\.anonymous"):
+        load_settings(teams={"anonymous": True, "app_id": "x", "app_password": "y"})
+
+
 def test_action_execute_answers_with_a_card_and_closing_a_task_needs_a_role(client: TestClient, bc: BotConnector,
                                                                           dev: Context) -> None:
     shown = post(client, bc.action_execute("show_waiting", {"action": "show_waiting", "value": "KTL-200"}))
@@ -163,7 +228,8 @@ def test_action_execute_answers_with_a_card_and_closing_a_task_needs_a_role(clie
     task_id = open_task(dev)
     press = {"action": "complete_task", "value": str(task_id)}
     refused = post(client, bc.action_execute("complete_task", press)).json()
-    assert refused["value"]["body"][0]["text"] == "Only staff with a role may close a task."
+    assert refused["value"]["body"][0]["text"] == ("Only admin or ops or warehouse_manager may close a inventory "
+                                                   "check task.")
     with unit_of_work(dev.engine) as conn:
         channels.add_staff(conn, "S-ops", ["ops"], dev.now(), teams_user="aad-user-1")
     done = post(client, bc.action_execute("complete_task", press)).json()
@@ -211,7 +277,8 @@ def test_a_team_alert_goes_out_proactively_as_an_adaptive_card(client: TestClien
     [alert] = bc.wait_for(1)
     assert alert.path == f"/v3/conversations/{OPS}/activities" and alert.reply_to_id is None
     activity = alert.activity
-    assert activity["text"] == row.body and activity["summary"] == row.body[:200]  # the text fallback
+    # The text fallback: the plain body, escaped (Teams reads it as Markdown); the feed's summary as it is.
+    assert activity["text"] == escape_markdown(row.body) and activity["summary"] == row.body[:200]
     [attachment] = activity["attachments"]
     assert attachment["contentType"] == CONTENT_TYPE
     card = attachment["content"]
@@ -301,20 +368,29 @@ def test_sender_without_a_reference_fails_permanently(sender: TeamsSender, bc: B
 
 # -- production mode: Bot Framework JWTs --------------------------------------------------------------
 
+PROD_TEAMS = {"app_id": APP_ID, "app_password": "s3cret", "tenant_id": TENANT}
+
+
 @pytest.fixture
-def prod(ctx: Context, bc: BotConnector, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    """App id, tenant and secret set; tokens fetched from the fake's token endpoint.
+def prod_ctx(ctx: Context, bc: BotConnector, monkeypatch: pytest.MonkeyPatch) -> Context:
+    """App id, tenant and secret set; tokens fetched from the fake's token endpoint; the default sender of
+    bc.message() linked to a staff member in the configuration.
 
     The SDK has no setting for the JWKS address (it is fixed to login.botframework.com for Bot Framework
     tokens), so its per-address key client for that address is pointed at the fake's /keys instead.
     """
-    made = teams_ctx(ctx, {"app_id": APP_ID, "app_password": "s3cret", "tenant_id": TENANT,
-                           "login_base_url": bc.url})
+    made = teams_ctx(ctx, {**PROD_TEAMS, "login_base_url": bc.url},
+                     staff={"members": {"S-ada": {"roles": ["ops"], "teams_user": "aad-user-1"}}})
     apply(made, CATALOG)
     cache = jwt_token_validator.JwtTokenValidator._jwk_client_manager._cache
     monkeypatch.setitem(cache, AuthenticationConstants.PUBLIC_ABS_JWKS_URL,
                         jwt_token_validator._JwkClientCacheEntry(PyJWKClient(bc.jwks_url), threading.Lock()))
-    return TestClient(create_app(made, background_applier=False))
+    return made
+
+
+@pytest.fixture
+def prod(prod_ctx: Context) -> TestClient:
+    return TestClient(create_app(prod_ctx, background_applier=False))
 
 
 def test_production_refuses_a_request_without_a_token(prod: TestClient, bc: BotConnector) -> None:
@@ -351,6 +427,55 @@ def test_production_refuses_another_tenants_activity(prod: TestClient, bc: BotCo
     msg["channelData"]["tenant"]["id"] = msg["conversation"]["tenantId"] = "99999999-0000-0000-0000-000000000000"
     r = post(prod, msg, Authorization=f"Bearer {bc.key.token(APP_ID, service_url=bc.url)}")
     assert r.status_code == 403 and "channelData.tenant.id" in r.text
+    assert bc.posts == [] and bc.tokens == []
+
+
+def test_production_refuses_an_activity_that_names_no_tenant(prod: TestClient, bc: BotConnector) -> None:
+    msg = bc.message("open tasks")
+    del msg["channelData"]["tenant"], msg["conversation"]["tenantId"]
+    r = post(prod, msg, Authorization=f"Bearer {bc.key.token(APP_ID, service_url=bc.url)}")
+    assert r.status_code == 403 and "channelData.tenant.id: missing" in r.text
+    half = bc.message("open tasks")  # one place names ours, the other another tenant
+    half["conversation"]["tenantId"] = "99999999-0000-0000-0000-000000000000"
+    assert post(prod, half, Authorization=f"Bearer {bc.key.token(APP_ID, service_url=bc.url)}").status_code == 403
+    assert bc.posts == [] and bc.tokens == []
+
+
+def test_production_refuses_a_token_issued_for_another_service_url(prod: TestClient, bc: BotConnector) -> None:
+    """A valid token is replayed with the activity's serviceUrl pointing elsewhere: the reply (and the bot
+    token it carries) must not go there, nor may a token be fetched for it."""
+    token = bc.key.token(APP_ID, service_url=bc.url)
+    with BotConnector() as evil:
+        for elsewhere in (evil.url, f"http://localhost:{evil.port}/", "https://smba.trafficmanager.net/amer/"):
+            msg = {**bc.message("open tasks"), "serviceUrl": elsewhere}
+            r = post(prod, msg, Authorization=f"Bearer {token}")
+            assert r.status_code == 401 and "serviceUrl" in r.json()["error"], elsewhere
+        # Signed for the other host as well: that host is still not a Bot Connector (the SDK's host validator).
+        for elsewhere in (evil.url, f"http://localhost:{evil.port}/"):
+            msg = {**bc.message("open tasks"), "serviceUrl": elsewhere}
+            r = post(prod, msg, Authorization=f"Bearer {bc.key.token(APP_ID, service_url=elsewhere)}")
+            assert r.status_code == 401, elsewhere
+        assert evil.posts == [] and evil.tokens == []
+    assert bc.posts == [] and bc.tokens == []
+    # The same token with its own serviceUrl is answered.
+    assert post(prod, bc.message("open tasks"), Authorization=f"Bearer {token}").status_code == 202
+    assert bc.wait_for(1)[0].activity["text"] == "No open tasks."
+
+
+def test_production_sender_posts_only_to_a_bot_connector_host(prod_ctx: Context, bc: BotConnector) -> None:
+    with BotConnector() as evil:
+        with unit_of_work(prod_ctx.engine) as conn:  # e.g. stored before the check existed
+            for key, url in (("19:evil@thread.tacv2", evil.url), (OPS, bc.url)):
+                chat_state.save_ref(conn, "teams", key, {
+                    "serviceUrl": url, "channelId": "msteams", "conversation": {"id": key},
+                    "bot": {"id": BOT_ID}}, prod_ctx.now())
+        sender = TeamsSender(prod_ctx.settings.teams, prod_ctx.engine)
+        refused = failure(sender, alert(recipient="19:evil@thread.tacv2"))
+        assert isinstance(refused, PermanentError) and refused.reason == "bad_service_url"
+        assert evil.posts == [] and evil.tokens == [] and bc.tokens == []
+        sent = asyncio.run(sender.send(alert()))
+    assert sent.provider_id == "activity-1"
+    assert bc.posts[0].authorization is not None and bc.posts[0].authorization.startswith("Bearer bot-token-")
 
 
 # -- the app manifest -----------------------------------------------------------------------------------
@@ -386,6 +511,14 @@ def test_manifest_is_valid_and_lists_the_commands_the_bot_knows() -> None:
     meant = {understand(c["title"], catalog, Asker("staff")).intent
              for listing in bot["commandLists"] for c in listing["commands"]}
     assert meant == {*STAFF_INTENTS, "help"}
+    # What a command needs is said as the code has it (services.chat_staff), no more and no less.
+    from services.chat_staff import ACTING_ROLES
+    needs = {understand(c["title"], catalog, Asker("staff")).intent: c["description"]
+             for listing in bot["commandLists"] for c in listing["commands"]}
+    assert all(role in needs["run_allocation"] for role in ACTING_ROLES)
+    assert all(role in needs["complete_task"] for role in ACTING_ROLES) and "role that works on it" in \
+        needs["complete_task"]
+    assert "linked" in manifest["description"]["full"]
     for icon in manifest["icons"].values():
         assert (ROOT / icon).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 

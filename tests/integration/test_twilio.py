@@ -6,19 +6,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from backorder.config import load_settings
 from bot.api import create_app
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError
 from notifiers.senders.twilio import TwilioSender
+from notifiers.twilio_errors import classify
 from services.context import Context
 from services.worker import drain_outbox
 from store import outbox
@@ -41,6 +48,7 @@ PUBLIC = "https://bot.example.com"
 SMS_FROM, WA_FROM = "+15005550006", "+14155238886"
 ADA, BEA, STRANGER, OPS = "+447911123456", "+34612345678", "+447700900999", "+447700900001"
 TEMPLATE = "HX" + "b2" * 16
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class WallClock:
@@ -552,3 +560,184 @@ async def _send_once(sender: TwilioSender, m: Outgoing) -> Any:
     finally:
         await sender.aclose()
 
+
+
+# ---------------------------------------------------------------- review fixes
+
+
+def test_a_send_refused_with_21610_opts_the_customer_out_like_stop(bot: Bot) -> None:
+    bot.sms(ADA, "where is my order 1042?")
+    bot.fake.fail_next(1, 21610)  # Ada told her carrier STOP; Twilio refuses the answer
+    bot.drain()
+    [row] = bot.rows(kind="chat_reply")
+    assert (row.status, row.error_reason) == ("dead", "opted_out")
+    assert suppressed(bot.ctx, "sms", ADA) and prefs(bot.ctx)["opt_out"] == ["sms"]  # planning routes around SMS
+    bot.sms(ADA, "START")  # and START undoes both, whichever path opted her out
+    assert not suppressed(bot.ctx, "sms", ADA) and "opt_out" not in prefs(bot.ctx)
+
+
+@pytest.mark.parametrize(("code", "reason"), [("63016", "outside_whatsapp_window"), ("30003", "twilio_30003")])
+def test_an_undeliverable_callback_falls_back_to_the_next_channel(ctx: Context, fake: FakeTwilio, code: str,
+                                                                   reason: str) -> None:
+    assert not classify(code).retryable
+    bot = Bot(ctx, fake, whatsapp_templates={"backorder_created": TEMPLATE})
+    bot.events([*customers(["whatsapp", "sms"]), order("1042", "C1")])
+    bot.drain()
+    [wa_row] = bot.rows(kind="backorder_created")
+    assert wa_row.channel == "whatsapp" and wa_row.fallback == [["sms", ADA]]
+    assert bot.status(wa_row.provider_id, "undelivered", ADA, code).status_code == 200
+    dead = bot.rows(id=wa_row.id)[0]
+    assert (dead.status, dead.error_reason) == ("dead", reason)
+    [sms_row] = bot.rows(kind="backorder_created", channel="sms")
+    assert sms_row.status == "pending" and sms_row.fallback == []
+    bot.drain()
+    [sms] = bot.sent_to(ADA)
+    assert "1042" in sms.form["Body"] and bot.rows(id=sms_row.id)[0].status == "sent"
+
+
+def test_a_callback_after_the_last_retry_falls_back(ctx: Context, fake: FakeTwilio) -> None:
+    bot = Bot(ctx, fake, whatsapp_templates={"backorder_created": TEMPLATE})
+    bot.events([*customers(["whatsapp", "sms"]), order("1042", "C1")])
+    bot.drain()
+    [wa_row] = bot.rows(kind="backorder_created")
+    with unit_of_work(bot.ctx.engine) as conn:  # the attempt Twilio accepted was this row's last one
+        conn.execute(t.outbox.update().where(t.outbox.c.id == wa_row.id)
+                     .values(attempts=bot.ctx.settings.notify.max_attempts))
+    bot.status(wa_row.provider_id, "failed", ADA, "30001")  # retryable, but no retries left
+    dead = bot.rows(id=wa_row.id)[0]
+    assert (dead.status, dead.error_reason) == ("dead", "provider_busy")
+    assert [r.status for r in bot.rows(kind="backorder_created", channel="sms")] == ["pending"]
+
+
+def test_an_answer_that_failed_is_given_when_twilio_delivers_again(bot: Bot) -> None:
+    # A conversation state the pipeline cannot read (written by an older release, say) breaks answering.
+    key = "sms:customer:C1"
+    with unit_of_work(bot.ctx.engine) as conn:
+        conn.execute(t.conversations.insert().values(key=key, state={"awaiting": "order_id"},
+                                                     updated_at=bot.ctx.now()))
+    built = inbound_sms(TOKEN, PUBLIC, frm=ADA, body="1042", account_sid=ACCOUNT)
+    failing = TestClient(bot.client.app, raise_server_exceptions=False)
+    assert failing.post(built[0], data=built[1], headers=built[2]).status_code == 500
+    assert bot.rows(kind="chat_reply") == []
+    with unit_of_work(bot.ctx.engine) as conn:  # repaired before Twilio delivers again
+        conn.execute(t.conversations.delete().where(t.conversations.c.key == key))
+    assert bot.post(built).status_code == 200
+    [row] = bot.rows(kind="chat_reply")
+    assert row.recipient == ADA and "1042" in row.body
+    assert bot.post(built).status_code == 200 and len(bot.rows(kind="chat_reply")) == 1  # and only once
+
+
+def test_concurrent_deliveries_of_one_message_are_answered_once(bot: Bot) -> None:
+    built = inbound_sms(TOKEN, PUBLIC, frm=ADA, body="where is my order 1042?", account_sid=ACCOUNT)
+    stop = inbound_whatsapp(TOKEN, PUBLIC, frm=BEA, body="STOP", account_sid=ACCOUNT)
+    start = threading.Barrier(8)
+
+    def deliver(request: tuple[str, dict[str, str], dict[str, str]]) -> int:
+        start.wait(10)
+        return bot.post(request).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(deliver, [built] * 4 + [stop] * 4))
+    assert codes == [200] * 8
+    assert len(bot.rows(kind="chat_reply")) == 1
+    [confirmation] = bot.rows(kind="keyword_reply")  # STOP took effect once, confirmed once
+    assert confirmation.recipient == BEA and suppressed(bot.ctx, "whatsapp", BEA)
+    im = t.inbound_messages
+    with bot.ctx.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(im)).scalar_one() == 2
+
+
+def test_a_staff_phone_reads_but_may_not_act(bot: Bot) -> None:
+    bot.sms(ADA, "can I talk to a person please?")  # a customer's hand-off opens a task
+    with bot.ctx.engine.connect() as conn:
+        [task_id] = conn.execute(select(t.tasks.c.id).where(t.tasks.c.kind == "handoff")).scalars().all()
+    bot.sms(OPS, "run allocation for KTL-200")
+    bot.sms(OPS, f"close task {task_id}")
+    bot.wa(OPS, "Close task", button_payload=f"complete_task:{task_id}", button_text="Close task")
+    bot.sms(OPS, "who is waiting for KTL-200?")
+    *refused, read = [r for r in bot.rows(kind="chat_reply") if r.recipient == OPS]
+    assert [r.audience for r in [*refused, read]] == ["staff"] * 4
+    assert "may run allocation" in refused[0].body
+    assert all("may close a handoff task" in r.body for r in refused[1:])
+    assert "1042" in read.body  # reading is still open to them
+    with bot.ctx.engine.connect() as conn:
+        assert conn.execute(select(t.tasks.c.status).where(t.tasks.c.id == task_id)).scalar_one() == "open"
+
+
+def test_an_oversized_webhook_is_refused_before_it_is_read(bot: Bot) -> None:
+    path, form, headers = inbound_sms(TOKEN, PUBLIC, frm=ADA, body="x" * (70 * 1024), account_sid=ACCOUNT)
+    r = bot.client.post(path, data=form, headers=headers)
+    assert r.status_code == 413 and r.json() == {"detail": "body: over 65536 bytes"}
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: refused once the body passes 64 KiB
+        yield b"Body="
+        for _ in range(70):
+            yield b"x" * 1024
+
+    r = bot.client.post("/twilio/status", content=chunks(), headers={
+        "X-Twilio-Signature": headers["X-Twilio-Signature"], "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413 and r.json()["detail"].startswith("body:")
+    assert bot.rows(kind="chat_reply") == [] and bot.sms(ADA, "where is my order 1042?").status_code == 200
+
+
+def test_a_burst_to_different_numbers_keeps_the_senders_mps(ctx: Context, fake: FakeTwilio) -> None:
+    bot = Bot(ctx, fake, sms_mps=5, rates={"sms": 100.0})  # per-number limits lifted: only the MPS holds them
+    bot.events(customers(["console"]))
+    numbers = [f"+4477009001{i:02d}" for i in range(5)]
+    for number in numbers:
+        bot.sms(number, "hello")
+    bot.drain()
+    assert sorted(m.form["To"] for m in fake.messages) == numbers
+    arrivals = sorted(m.monotonic for m in fake.messages)
+    # 5 a second from our number, never faster: the dispatcher paces the start of each send, and the sender's
+    # own work before its request (a store read) varies by some tens of milliseconds on a busy machine.
+    assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.2 - 0.05
+
+
+# A worker started later: its own process, nothing cached in it; it sends two quick replies.
+LATER_WORKER = """
+import asyncio, json, sys
+from backorder.config import TwilioSettings
+from notifiers.senders.base import Outgoing
+from notifiers.senders.twilio import TwilioSender
+from notifiers.twilio_errors import classify
+from store.db import make_engine
+
+settings = TwilioSettings.model_validate(json.loads(sys.argv[1]))
+url, to, card = sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+
+async def main() -> None:
+    sender = TwilioSender("whatsapp", settings, make_engine(url))
+    try:
+        for i in range(2):
+            await sender.send(Outgoing(id=100 + i, channel="whatsapp", recipient=to, kind="chat_reply",
+                                       body=f"Answer {i}", idempotency_key=f"later{i}", payload=card))
+    finally:
+        await sender.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_a_new_process_reuses_the_quick_reply_template_an_earlier_one_made(bot: Bot, fake: FakeTwilio) -> None:
+    for i in range(60):  # the account's other templates: the list comes back in two pages
+        fake.add_content(f"someone_else_{i}")
+    card = {"title": "t", "text": "x", "fields": [], "topic": None, "actions": [
+        {"id": "order_status", "label": "Order status?", "value": "1042"},
+        {"id": "handoff", "label": "A person, please", "value": "1042"}]}
+    asyncio.run(_send_once(TwilioSender("whatsapp", bot.ctx.settings.twilio, bot.ctx.engine),
+                           msg("whatsapp", "chat_reply", payload=card)))
+    [made] = fake.contents
+    assert made.json["friendly_name"].startswith("backorder_quick_reply_")  # type: ignore[index]
+    assert len(fake.content_lists) == 2  # it looked (both pages) before it made one
+
+    s = bot.ctx.settings.twilio
+    config = {"account_sid": ACCOUNT, "auth_token": TOKEN, "api_base_url": s.api_base_url,
+              "public_base_url": PUBLIC, "whatsapp_from": WA_FROM}
+    done = subprocess.run([sys.executable, "-c", LATER_WORKER, json.dumps(config), bot.ctx.settings.database_url,
+                           ADA, json.dumps(card)], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert len(fake.contents) == 1  # found, not made again
+    assert len(fake.content_lists) == 4  # one listing (two pages) for both of its sends
+    assert [m.form["ContentSid"] for m in fake.messages[-2:]] == [made.sid] * 2

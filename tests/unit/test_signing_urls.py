@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from notifiers.senders.webhook import parse_retry_after
+from notifiers.senders.base import parse_retry_after
 from notifiers.signing import sign, verify
 from notifiers.urls import check_webhook_url, normalise_url
 
@@ -160,6 +160,8 @@ def test_normalise_applies_no_policy() -> None:
         ("Wed, 21 Oct 2026 07:27:00 GMT", 0.0),  # in the past: retry now
         ("soon", None),
         ("-5", None),
+        ("2.5", 2.5),
+        ("nan", None),
         ("", None),
         (None, None),
     ],

@@ -1,9 +1,11 @@
-"""Twilio error codes -> what the sender and the status callbacks do; the keywords SMS and WhatsApp share."""
+"""Twilio error codes -> what the sender and the status callbacks do; the keywords SMS and WhatsApp share;
+where the sender's requests go for a given twilio.api_base_url."""
 
 from __future__ import annotations
 
 import pytest
 
+from notifiers.senders.twilio import RoutedHttpClient
 from notifiers.twilio_errors import classify
 from services.keywords import keyword
 
@@ -42,3 +44,27 @@ def test_error_classification(code: int | str | None, status: int | None, action
 ])
 def test_keywords_match_the_whole_message_only(text: str, expected: str | None) -> None:
     assert keyword(text) == expected
+
+
+@pytest.mark.parametrize("url", [
+    "https://content.twilio.com/v1/Content?PageSize=50",
+    "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json",
+    "https://messaging.twilio.com/v1/Services",
+])
+def test_with_twilios_own_api_base_every_api_keeps_its_host(url: str) -> None:
+    assert RoutedHttpClient("https://api.twilio.com").route(url) == url
+    assert RoutedHttpClient("https://api.twilio.com/").route(url) == url
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("https://content.twilio.com/v1/Content?PageSize=50", "http://127.0.0.1:8765/v1/Content?PageSize=50"),
+    ("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json",
+     "http://127.0.0.1:8765/2010-04-01/Accounts/AC1/Messages.json"),
+])
+def test_with_a_local_api_base_every_twilio_host_goes_there(url: str, expected: str) -> None:
+    local = RoutedHttpClient("http://127.0.0.1:8765")
+    assert local.route(url) == expected
+    assert local.route("https://example.com/x") == "https://example.com/x"  # not Twilio's: left alone
+    # a proxy under a path keeps it in front of the API's own path
+    proxied = RoutedHttpClient("https://proxy.internal/twilio/").route(url)
+    assert proxied == expected.replace("http://127.0.0.1:8765", "https://proxy.internal/twilio")
