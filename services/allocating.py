@@ -42,14 +42,12 @@ def run_pass(
     io.lock_skus(conn, skus)
     holding = prepare is not None  # only cancel, ship and release touch lines that hold stock
     loaded = io.load_open(conn, skus, extra_line_pks, holding)
-    waiting_whole = {ln.order_id for ln in loaded.lines
-                     if ln.ship_complete and (ln.waiting or prepare is not None)}
-    more = io.skus_of_orders(conn, waiting_whole) - skus if waiting_whole else set()
-    if more:
-        # Already holding `skus`: waiting for more could deadlock with a pass holding those.
-        io.lock_skus(conn, more, nowait=True)
-        skus |= more
-        loaded = io.load_open(conn, skus, extra_line_pks, holding)
+    whole = {ln.order_id for ln in loaded.lines if ln.ship_complete and (ln.waiting or holding)}
+    if whole:
+        more = _pull_in(conn, skus, whole)
+        if more:
+            skus |= more
+            loaded = io.load_open(conn, skus, extra_line_pks, holding)
     policy = ctx.settings.allocation_policy(loaded.regions)
     result = AllocationResult()
     if prepare is not None:
@@ -63,3 +61,25 @@ def run_pass(
     io.write_audit(conn, audit, actor, cause, now)
     record(conn, ctx, events, loaded.public_ids, cause, now, skus if restock else ())
     return events
+
+
+def _pull_in(conn: Connection, skus: set[str], whole: set[str]) -> set[str]:
+    """Lock and return the SKUs outside `skus` that the ship-complete orders `whole` reach.
+
+    Transitively: a pulled-in SKU brings its own waiting ship-complete orders into the pass, and
+    their other SKUs must come too, or the engine would judge such an order on part of its lines
+    and fill that part alone.
+    """
+    seen = set(whole)
+    pulled: set[str] = set()
+    while whole:
+        more = io.skus_of_orders(conn, whole) - skus - pulled
+        if not more:
+            break
+        # Already holding `skus`: waiting for more could deadlock with a pass holding those.
+        io.lock_skus(conn, more, nowait=True)
+        pulled |= more
+        # Read after the lock: no order can start waiting on these SKUs behind our back now.
+        whole = io.waiting_ship_complete_orders(conn, more) - seen
+        seen |= whole
+    return pulled

@@ -148,6 +148,14 @@ def skus_of_orders(conn: Connection, order_ids: Iterable[str]) -> set[str]:
     return set(conn.execute(q.distinct()).scalars())
 
 
+def waiting_ship_complete_orders(conn: Connection, skus: Iterable[str]) -> set[str]:
+    """Ship-complete orders with a line of `skus` still waiting for units."""
+    l, o = t.order_lines, t.orders
+    q = (select(l.c.order_id).join(o, o.c.order_id == l.c.order_id)
+         .where(l.c.sku.in_(sorted(set(skus))), l.c.status.in_(WAITING_STATUSES), o.c.ship_complete))
+    return set(conn.execute(q.distinct()).scalars())
+
+
 def load_inbound(conn: Connection, skus: Iterable[str]) -> list[InboundPO]:
     po, pl = t.purchase_orders, t.po_lines
     q = (
