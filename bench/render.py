@@ -7,6 +7,8 @@ Typical customer notices (1-3 lines, a date or the reason there is none), kinds 
   console  the text style (what every chat channel gets too)
   email    subject + text + HTML, three styles per call
   sms      the SMS style, shrunk until it fits two segments (a 12-line notice makes it list fewer items)
+  slack    the text style plus the chat card (subject as title, fields, buttons), what Slack, Teams and
+           WhatsApp rows carry
 in English and Spanish. Every case is rendered once first (template loading and compiling are not part of
 the figure), then --calls calls are timed one by one, --repeat times over; the median of all of them is
 printed per channel, with p90 and the best run's mean. Prints the conditions it ran under.
@@ -90,7 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=3000, help="timed calls per run and channel")
     ap.add_argument("--repeat", type=int, default=5, help="runs per channel")
-    ap.add_argument("--channels", default="console,email,sms")
+    ap.add_argument("--channels", default="console,email,sms,slack")
     args = ap.parse_args()
     print(f"conditions: {conditions()}")
     print(f"kinds {', '.join(KINDS)}; locales {', '.join(LOCALES)}; "
@@ -98,7 +100,8 @@ def main() -> None:
     print()
     print("| channel | styles per call | lines | median µs | p90 µs | best run mean µs |")
     print("|---|---|---|---:|---:|---:|")
-    styles = {"console": "text", "email": "subject+text+html", "sms": "sms (shrinks)"}
+    styles = {"console": "text", "email": "subject+text+html", "sms": "sms (shrinks)",
+              "slack": "text+subject+card"}
     for channel in args.channels.split(","):
         r = measure(channel, args.calls, args.repeat)
         lines = "1-3, 12" if channel == "sms" else "1-3"
