@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-import phonenumbers
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -29,13 +28,12 @@ def _fail(field: str, why: str) -> typer.Exit:
 
 
 def _e164(raw: str) -> str:
-    try:
-        number = phonenumbers.parse(raw, None)
-    except phonenumbers.NumberParseException as exc:
-        raise _fail("--phone", f"{raw!r} is not an international number (+ and country code): {exc}") from exc
-    if not phonenumbers.is_valid_number(number):
-        raise _fail("--phone", f"{raw!r} is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    from intake.fields import e164
+
+    number = e164(raw)
+    if number is None:
+        raise _fail("--phone", f"{raw!r} is not a valid phone number in international format (+ and country code)")
+    return number
 
 
 @staff_app.command("add")

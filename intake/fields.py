@@ -149,25 +149,36 @@ _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _PHONE_NOISE = re.compile(r"[\s().\-/]")
 
 
-def _phone(value: str) -> str:
+def e164(value: str, *, strict: bool = True) -> str | None:
+    """A phone number in E.164, or None when it is not one. The one normaliser for every front door.
+
+    Accepts Twilio's "whatsapp:" form and a 00 international prefix. `strict`: the number must exist
+    (phonenumbers' metadata); otherwise a possible number is enough (a sender Twilio vouches for, a
+    lookup key), since metadata lags behind new number ranges.
+    """
     raw = value.strip()
     if raw.lower().startswith("whatsapp:"):  # Twilio's WhatsApp address form
         raw = raw[len("whatsapp:") :].strip()
     if raw.startswith("00"):
         raw = "+" + raw[2:]
-    reason = "not a valid phone number: use international format with country code, e.g. +14155550123"
     if phonenumbers is None:
         compact = _PHONE_NOISE.sub("", raw)
-        if not _E164.match(compact):
-            raise PydanticCustomError("phone_number", reason)
-        return compact
+        return compact if _E164.match(compact) else None
     try:
         number = phonenumbers.parse(raw, None)
     except phonenumbers.NumberParseException:
-        raise PydanticCustomError("phone_number", reason) from None
-    if not phonenumbers.is_valid_number(number):
-        raise PydanticCustomError("phone_number", reason)
+        return None
+    if not (phonenumbers.is_valid_number(number) if strict else phonenumbers.is_possible_number(number)):
+        return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _phone(value: str) -> str:
+    number = e164(value)
+    if number is None:
+        raise PydanticCustomError(
+            "phone_number", "not a valid phone number: use international format with country code, e.g. +14155550123")
+    return number
 
 
 Phone = Annotated[

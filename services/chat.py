@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import phonenumbers
 from sqlalchemy import Connection, String, cast, func, select, update
 
+from intake.fields import e164
 from intents import Asker, Catalog, Understanding, llm, preferences, understand
 from intents.entities import fold
 from intents.model import UNKNOWN, Named
@@ -95,7 +95,7 @@ def identify(conn: Connection, user: ChatUser) -> Asking:
         if row is None:
             return Asking("stranger")
         return Asking("customer", customer_id=row.customer_id, locale=row.locale or "en")
-    wanted = _e164(user.phone) if user.phone else (user.email or "").strip().casefold()
+    wanted = e164(user.phone, strict=False) if user.phone else (user.email or "").strip().casefold()
     if not wanted:
         return Asking("stranger")
     # The JSON text must contain the address: the database narrows the rows, Python checks the field.
@@ -106,14 +106,6 @@ def identify(conn: Connection, user: ChatUser) -> Asking:
         if wanted in (contacts.get("phone"), contacts.get("whatsapp"), (contacts.get("email") or "").casefold()):
             return Asking("customer", customer_id=row.customer_id, locale=row.locale or "en")
     return Asking("stranger")
-
-
-def _e164(raw: str) -> str | None:
-    try:
-        number = phonenumbers.parse(raw, None)
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def reply(ctx: Context, user: ChatUser, text: str, channel: str = "web") -> ChatReply:

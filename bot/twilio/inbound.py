@@ -18,9 +18,9 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import phonenumbers
 from sqlalchemy import Connection, select
 
+from intake.fields import e164
 from notifiers.render import resolve_locale
 from prompts import render
 from services import chat
@@ -43,15 +43,11 @@ class BadForm(ValueError):
     """A signed request without what every Twilio message carries (names the field)."""
 
 
-def e164(raw: str) -> str:
-    address = raw.removeprefix("whatsapp:").strip()
-    try:
-        number = phonenumbers.parse(address, None)
-    except phonenumbers.NumberParseException as exc:
-        raise BadForm(f"From: {address!r} is not an E.164 phone number ({exc})") from exc
-    if not phonenumbers.is_possible_number(number):
-        raise BadForm(f"From: {address!r} is not a possible phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+def sender(raw: str) -> str:
+    number = e164(raw, strict=False)
+    if number is None:
+        raise BadForm(f"From: {raw!r} is not an E.164 phone number")
+    return number
 
 
 def answer(ctx: Context, channel: str, form: Mapping[str, str]) -> bool:
@@ -65,7 +61,7 @@ def answer(ctx: Context, channel: str, form: Mapping[str, str]) -> bool:
     for name in ("MessageSid", "From"):
         if not form.get(name):
             raise BadForm(f"{name}: missing from the webhook")
-    sid, number, text = form["MessageSid"], e164(form["From"]), form.get("Body", "")
+    sid, number, text = form["MessageSid"], sender(form["From"]), form.get("Body", "")
     with ctx.engine.connect() as conn:
         if _seen(conn, channel, sid):
             log.info("%s %s delivered again: answered already", channel, sid)
