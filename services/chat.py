@@ -21,6 +21,7 @@ from intents import Asker, Catalog, Understanding, llm, preferences, understand
 from intents.entities import fold
 from intents.model import UNKNOWN, Named
 from notifiers import sms
+from notifiers.adaptive_cards import escape_markdown
 from prompts import TEMPLATE_DIR, render
 from services import conversations
 from services.chat_staff import STAFF_HANDLERS
@@ -253,13 +254,17 @@ SIMPLE = ("help", "greeting", "thanks", "unknown")
 # How each channel shows an answer: plain text; Markdown where the chat app renders it (*bold*);
 # SMS plain text kept to two segments.
 STYLES = {"slack": "md", "teams": "md", "sms": "sms"}
+# Values printed into Teams answers are escaped as Markdown (Teams would render a name "[x](url)" as a
+# link); Slack's front door escapes &, < and > of the whole answer, which is all Slack needs.
+ESCAPES = {"teams": escape_markdown}
 
 
 def _answer(asking: Asking, u: Understanding, template: str, facts: dict[str, Any], **extra: Any) -> ChatReply:
     style = STYLES.get(asking.channel, "txt")
     base = f"chat/{_locale(asking.locale)}/{template}"
     name = f"{base}.{style}.j2" if style != "txt" and _exists(f"{base}.{style}.j2") else f"{base}.txt.j2"
-    text = render(name, facts=facts, entities=u.entities, ambiguous=u.ambiguous, **extra)
+    text = render(name, escape=ESCAPES.get(asking.channel), facts=facts, entities=u.entities, ambiguous=u.ambiguous,
+                  **extra)
     if style == "sms":
         text = sms.truncate(text if sms.segments(text) <= sms.SMS_MAX_SEGMENTS else sms.fold_to_gsm(text))
     return ChatReply(u.intent, u.entities, text, facts, template)

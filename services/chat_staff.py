@@ -139,7 +139,7 @@ def complete_task(conn: Connection, ctx: Context, roles: frozenset[str], staff_i
         return "staff_no_task", {"task_id": task_id}
     if not may_close(roles, kind):
         needs = sorted(ACTING_ROLES | {r for r, k in TASKS_OF_ROLE.items() if k == kind})
-        return "staff_forbidden", {"action": f"close a {kind.replace('_', ' ')} task", "needs": needs}
+        return "staff_forbidden", {"action": f"close {kind.replace('_', ' ')} tasks", "needs": needs}
     done = conn.execute(update(tk).where(tk.c.id == task_id, tk.c.status == "open")
                         .values(status="done", closed_at=ctx.now()).returning(tk.c.title)).first()
     if done is None:  # closed by someone else in between

@@ -150,6 +150,18 @@ def test_buttons_answer_through_the_same_scoped_handlers(shop: Context) -> None:
         act(ctx, ops, "drop_tables", "x", "slack")
 
 
+def test_store_values_in_teams_answers_are_escaped_markdown(shop: Context) -> None:
+    with unit_of_work(shop.engine) as conn:
+        conn.execute(insert(t.tasks).values(kind="procurement_review", sku="KTL-200", detail={}, status="open",
+                                            title="[Approve](https://evil.example) **now**", created_at=shop.now()))
+    ops = ChatUser(staff_id="ana", roles=frozenset({"ops"}))
+    teams = reply(shop, ops, "open tasks", "teams").reply
+    assert "[Approve](https" not in teams and "\\[Approve\\]\\(https://evil.example\\)" in teams
+    assert "**now**" not in teams
+    web = reply(shop, ops, "open tasks", "web").reply  # plain text elsewhere: shown as written
+    assert "[Approve](https://evil.example) **now**" in web
+
+
 def test_an_unlinked_chat_account_is_told_how_to_get_linked_and_sees_nothing(shop: Context) -> None:
     stranger = ChatUser(staff_id="slack:U0EVE", roles=frozenset(), linked=False)
     for answer in (reply(shop, stranger, "who is waiting on KTL-200?", "slack"),

@@ -330,7 +330,7 @@ def test_mark_done_is_refused_unlinked_and_other_roles_and_done_for_ops(client: 
     # Alice is customer service: a procurement review is not hers to close.
     assert press(client, slack, "U0ALICE", "complete_task", str(task_id), "b3").status_code == 200
     refused = slack.wait_for("chat.postMessage", 2)[1]
-    assert refused.args["text"] == "Only admin or ops or procurement may close a procurement review task."
+    assert refused.args["text"] == "Only admin or ops or procurement may close procurement review tasks."
     assert task_status(sctx, task_id) == "open"
     link(sctx, "ops-carol", ["ops"], "U0CAROL")
     assert press(client, slack, "U0CAROL", "complete_task", str(task_id), "b4").status_code == 200

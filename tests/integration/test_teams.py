@@ -228,8 +228,9 @@ def test_action_execute_answers_with_a_card_and_closing_a_task_needs_a_role(clie
     task_id = open_task(dev)
     press = {"action": "complete_task", "value": str(task_id)}
     refused = post(client, bc.action_execute("complete_task", press)).json()
-    assert refused["value"]["body"][0]["text"] == ("Only admin or ops or warehouse_manager may close a inventory "
-                                                   "check task.")
+    # Markdown-escaped for Teams ("\\_" shows as "_").
+    assert refused["value"]["body"][0]["text"] == ("Only admin or ops or warehouse\\_manager may close inventory "
+                                                   "check tasks.")
     with unit_of_work(dev.engine) as conn:
         channels.add_staff(conn, "S-ops", ["ops"], dev.now(), teams_user="aad-user-1")
     done = post(client, bc.action_execute("complete_task", press)).json()

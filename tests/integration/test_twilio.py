@@ -658,7 +658,7 @@ def test_a_staff_phone_reads_but_may_not_act(bot: Bot) -> None:
     *refused, read = [r for r in bot.rows(kind="chat_reply") if r.recipient == OPS]
     assert [r.audience for r in [*refused, read]] == ["staff"] * 4
     assert "may run allocation" in refused[0].body
-    assert all("may close a handoff task" in r.body for r in refused[1:])
+    assert all("may close handoff tasks" in r.body for r in refused[1:])
     assert "1042" in read.body  # reading is still open to them
     with bot.ctx.engine.connect() as conn:
         assert conn.execute(select(t.tasks.c.status).where(t.tasks.c.id == task_id)).scalar_one() == "open"
