@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from datetime import timedelta
 
 from rich.console import Console
 
@@ -13,16 +14,26 @@ from notifiers.senders.registry import build_senders, channel_rates
 from services import digests
 from services.applier import Applier
 from services.context import Context
+from store.chat_state import purge_deliveries
+from store.db import unit_of_work
 
 log = logging.getLogger(__name__)
 
 INBOX_POLL_S = 0.2  # a worker's applier is never kicked by the API process: it looks this often
+DELIVERIES_KEPT = timedelta(days=7)  # past any provider's retries and WhatsApp's 24-hour window
+
+
+def jobs(ctx: Context) -> None:
+    """What a worker does now and then besides sending: digests, and forgetting old inbound deliveries."""
+    digests.run_due(ctx)
+    with unit_of_work(ctx.engine) as conn:
+        purge_deliveries(conn, ctx.now() - DELIVERIES_KEPT)
 
 
 def make_dispatcher(ctx: Context, console: Console | None = None, owner: str | None = None) -> Dispatcher:
     senders = build_senders(ctx.settings, console=console, engine=ctx.engine, clock=ctx.now)
     return Dispatcher(ctx.engine, ctx.settings.notify, senders, owner=owner, clock=ctx.now,
-                      jobs=lambda: digests.run_due(ctx), jobs_every_s=ctx.settings.notify.jobs_every_seconds,
+                      jobs=lambda: jobs(ctx), jobs_every_s=ctx.settings.notify.jobs_every_seconds,
                       channel_rates=channel_rates(ctx.settings))
 
 
@@ -54,7 +65,7 @@ async def drain_outbox(ctx: Context, console: Console | None = None, max_rounds:
     dispatcher = make_dispatcher(ctx, console)
     sent = 0
     try:
-        digests.run_due(ctx)
+        jobs(ctx)
         await dispatcher.drain(max_rounds)
         sent = dispatcher.sent
     finally:

@@ -33,6 +33,12 @@ def forget_delivery(conn: Connection, channel: str, message_id: str) -> None:
     conn.execute(delete(im).where(im.c.channel == channel, im.c.message_id == message_id[:200]))
 
 
+def purge_deliveries(conn: Connection, before: datetime) -> int:
+    """Forget deliveries older than `before`: providers retry within hours, and WhatsApp's window is a day."""
+    im = t.inbound_messages
+    return int(conn.execute(delete(im).where(im.c.received_at < before)).rowcount or 0)
+
+
 def last_inbound(conn: Connection, channel: str, sender: str) -> datetime | None:
     """When `sender` last wrote to us on `channel` (WhatsApp's 24-hour session window starts there)."""
     im = t.inbound_messages

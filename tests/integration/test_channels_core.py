@@ -27,6 +27,7 @@ from services import channels
 from services.chat import ChatUser, act, reply
 from services.context import Context
 from services.inbox import drain, store_events
+from services.worker import drain_outbox
 from store import chat_state, outbox
 from store import tables as t
 from store.db import unit_of_work
@@ -93,6 +94,18 @@ def test_an_inbound_message_is_seen_once_and_dates_the_senders_window(ctx: Conte
     with ctx.engine.connect() as conn:
         assert chat_state.last_inbound(conn, "whatsapp", "+447911123456") == now + timedelta(hours=2)
         assert chat_state.last_inbound(conn, "whatsapp", "+15005550006") is None
+
+
+def test_the_worker_forgets_deliveries_older_than_a_week(ctx: Context) -> None:
+    now = ctx.now()
+    with unit_of_work(ctx.engine) as conn:
+        chat_state.first_delivery(conn, "slack", "EvOld", "U1", now - timedelta(days=8))
+        chat_state.first_delivery(conn, "whatsapp", "SMnew", "+447911123456", now - timedelta(hours=3))
+    asyncio.run(drain_outbox(ctx))  # `backorder worker --once` runs the jobs too
+    with ctx.engine.connect() as conn:
+        kept = conn.execute(select(t.inbound_messages.c.message_id)).scalars().all()
+        assert chat_state.last_inbound(conn, "whatsapp", "+447911123456") == now - timedelta(hours=3)
+    assert kept == ["SMnew"]
 
 
 def test_suppressions_references_and_threads(ctx: Context) -> None:
