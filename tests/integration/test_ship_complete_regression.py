@@ -13,14 +13,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import select
 
 from services.context import Context
 from services.inbox import drain, store_events
 from store import tables as t
+from tests.invariants import check_invariants
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-OPEN = ("backordered", "partially_allocated", "allocated")
 
 
 def ev(n: int, type_: str, data: dict[str, Any], minutes: int | None = None) -> dict[str, Any]:
@@ -76,33 +76,6 @@ def falsifying_events() -> list[dict[str, Any]]:
         placed("O5", [("A", 1)]),
     ]
     return [ev(n, op[0], op[1], op[2] if len(op) == 3 else None) for n, op in enumerate(ops)]
-
-
-def check_invariants(conn: Connection, where: str) -> None:
-    s, l, a, o = t.stock, t.order_lines, t.allocations, t.orders
-    bad = conn.execute(select(s.c.sku, s.c.warehouse_id, s.c.on_hand, s.c.allocated)
-                       .where((s.c.allocated < 0) | (s.c.allocated > s.c.on_hand))).all()
-    assert not bad, f"{where}: stock out of bounds {bad}"
-    active = {(r.sku, r.warehouse_id): int(r.q) for r in conn.execute(
-        select(a.c.sku, a.c.warehouse_id, func.sum(a.c.qty).label("q")).where(a.c.status == "allocated")
-        .group_by(a.c.sku, a.c.warehouse_id))}
-    for r in conn.execute(select(s.c.sku, s.c.warehouse_id, s.c.allocated)):
-        assert active.pop((r.sku, r.warehouse_id), 0) == r.allocated, f"{where}: stock {r} vs allocation rows"
-    assert not any(active.values()), f"{where}: allocation rows without stock {active}"
-    held_by_line = {r.line_pk: int(r.q) for r in conn.execute(
-        select(a.c.line_pk, func.sum(a.c.qty).label("q")).where(a.c.status == "allocated").group_by(a.c.line_pk))}
-    whole: dict[str, list[Any]] = {}
-    for r in conn.execute(select(l.c.id, l.c.order_id, l.c.line_id, l.c.sku, l.c.qty, l.c.qty_allocated,
-                                 l.c.qty_shipped, l.c.status, o.c.ship_complete)
-                          .join(o, o.c.order_id == l.c.order_id)):
-        held = held_by_line.get(r.id, 0)
-        assert held == r.qty_allocated - r.qty_shipped, f"{where}: line {r} holds {held}"
-        if r.ship_complete and r.status in OPEN:
-            whole.setdefault(r.order_id, []).append(r)
-    for order_id, rows in whole.items():
-        full = all(r.qty_allocated == r.qty for r in rows)
-        holding = any(held_by_line.get(r.id, 0) > 0 for r in rows)
-        assert full or not holding, f"{where}: ship-complete order {order_id} half allocated: {rows}"
 
 
 def replay_checking_each_event(ctx: Context, events: list[dict[str, Any]]) -> None:

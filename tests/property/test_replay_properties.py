@@ -21,20 +21,20 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, func, select
+from sqlalchemy import func, select
 
 from backorder.config import load_settings
 from services.context import Context
 from services.inbox import apply_next, drain, store_events
 from store import tables as t
 from store.db import make_engine, upgrade
+from tests.invariants import check_invariants
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 SKUS = ("A", "B", "C")
 WAREHOUSES = (("W1", "north"), ("W2", "south"))
 CUSTOMERS = (("C1", "north", "standard"), ("C2", "south", "gold"), ("C3", None, "platinum"))
-OPEN = ("backordered", "partially_allocated", "allocated")
 
 
 @pytest.fixture(scope="module")
@@ -157,37 +157,6 @@ def fresh_context(template: Path, policy: dict[str, Any]) -> tuple[Context, Path
 def dispose(ctx: Context, workdir: Path) -> None:
     ctx.engine.dispose()
     shutil.rmtree(workdir, ignore_errors=True)
-
-
-def check_invariants(conn: Connection, where: str) -> None:
-    s, l, a, o = t.stock, t.order_lines, t.allocations, t.orders
-    bad = conn.execute(select(s.c.sku, s.c.warehouse_id, s.c.on_hand, s.c.allocated)
-                       .where((s.c.allocated < 0) | (s.c.allocated > s.c.on_hand))).all()
-    assert not bad, f"{where}: stock out of bounds {bad}"
-    bad = conn.execute(select(l.c.order_id, l.c.line_id, l.c.qty, l.c.qty_allocated, l.c.qty_shipped).where(
-        (l.c.qty_shipped < 0) | (l.c.qty_shipped > l.c.qty_allocated) | (l.c.qty_allocated > l.c.qty))).all()
-    assert not bad, f"{where}: line out of bounds {bad}"
-    active_stock = {(r.sku, r.warehouse_id): int(r.q) for r in conn.execute(
-        select(a.c.sku, a.c.warehouse_id, func.sum(a.c.qty).label("q")).where(a.c.status == "allocated")
-        .group_by(a.c.sku, a.c.warehouse_id))}
-    for r in conn.execute(select(s.c.sku, s.c.warehouse_id, s.c.allocated)):
-        assert active_stock.pop((r.sku, r.warehouse_id), 0) == r.allocated, f"{where}: stock {r} vs rows"
-    assert not any(active_stock.values()), f"{where}: allocation rows without stock {active_stock}"
-    active_line = {r.line_pk: int(r.q) for r in conn.execute(
-        select(a.c.line_pk, func.sum(a.c.qty).label("q")).where(a.c.status == "allocated").group_by(a.c.line_pk))}
-    sc_open: dict[str, list[Any]] = {}
-    for r in conn.execute(select(l.c.id, l.c.order_id, l.c.qty, l.c.qty_allocated, l.c.qty_shipped, l.c.status,
-                                 o.c.ship_complete).join(o, o.c.order_id == l.c.order_id)):
-        held = active_line.get(r.id, 0)
-        assert held == r.qty_allocated - r.qty_shipped, f"{where}: line {r} holds {held}"
-        if r.status == "cancelled":
-            assert held == 0, f"{where}: cancelled line {r} holds {held}"
-        if r.ship_complete and r.status in OPEN:
-            sc_open.setdefault(r.order_id, []).append(r)
-    for order_id, rows in sc_open.items():
-        full = [r.qty_allocated == r.qty for r in rows]
-        holding = [active_line.get(r.id, 0) > 0 for r in rows]
-        assert all(full) or not any(holding), f"{where}: ship-complete order {order_id} half allocated: {rows}"
 
 
 def snapshot(ctx: Context) -> dict[str, Any]:
