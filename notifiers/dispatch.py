@@ -107,11 +107,15 @@ class Dispatcher:
         by_channel: dict[tuple[str, float], list[Any]] = {}
         hold = self.hold
         for row in rows:
-            if row.error_reason == outbox.SLOT_HELD:
-                out[row.id] = Claimed(row, None)  # its slots came due: send now
+            held = outbox.held_slot(row.error_reason)
+            if held is not None and held[0] == outbox.SLOT_HELD:
+                out[row.id] = Claimed(row, held[1])  # its slots: sent at its time, nothing reserved again
+                continue
+            if held is not None:
+                dest_slot[row.id] = held[1]
                 continue
             rate = self.cfg.rate_per_destination.get(row.channel)
-            if rate and row.error_reason != outbox.DESTINATION_SLOT_HELD:
+            if rate:
                 by_destination.setdefault((f"{row.channel}:{row.recipient}", rate), []).append(row)
         for (key, per_second), members in sorted(by_destination.items()):
             first = outbox.reserve(conn, key, len(members), 1.0 / per_second, now)
@@ -209,8 +213,13 @@ class Dispatcher:
         sender = self.senders.get(row.channel)
         if sender is None:
             return self._failed(row, PermanentError("channel_not_configured", row.channel), now)
-        if c.hold is not None:  # its slot is far off: back to the outbox, due then, attempt unused
-            return outbox.Result(row.id, "pending", due_at=c.slot, error_reason=c.hold, attempts_back=1), None
+        if c.hold is not None and c.slot is not None:
+            # Its slot is far off: back to the outbox holding it, attempt unused. It comes due HOLD_S + 1 s
+            # early, so a worker busy with a round (which sleeps at most HOLD_S) still claims it in time and
+            # sends it at its slot exactly: a late send would crowd the next ones past the limit.
+            due = c.slot - self.hold - timedelta(seconds=1)
+            return outbox.Result(row.id, "pending", due_at=due, error_reason=outbox.hold_reason(c.hold, c.slot),
+                                 attempts_back=1), None
         if c.slot is not None:
             wait = (c.slot - now).total_seconds()
             if wait > 0:

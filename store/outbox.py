@@ -25,9 +25,27 @@ o = t.outbox
 # What a send needs; the rest (facts, for a fallback's re-render) is read only when it is needed.
 SEND_COLUMNS = (o.c.id, o.c.idempotency_key, o.c.kind, o.c.channel, o.c.recipient, o.c.locale, o.c.subject,
                 o.c.body, o.c.html, o.c.payload, o.c.fallback, o.c.attempts, o.c.expires_at, o.c.error_reason)
-# error_reason of a row handed back to wait for rate-limit slots it already holds (see notifiers/dispatch.py).
-SLOT_HELD = "rate_slot_held"  # every limit: send when due, reserve nothing
-DESTINATION_SLOT_HELD = "rate_destination_slot_held"  # its destination's: reserve the channel's only
+# error_reason of a row handed back to wait for rate-limit slots it already holds (see notifiers/dispatch.py),
+# as "<marker>@<the slot, ISO 8601>": the row is claimed a little before its slot and sent at it exactly.
+SLOT_HELD = "rate_slot_held"  # every limit: reserve nothing again
+DESTINATION_SLOT_HELD = "rate_dest_slot_held"  # its destination's: reserve the channel's only
+
+
+def hold_reason(marker: str, slot: datetime) -> str:
+    return f"{marker}@{slot.isoformat()}"
+
+
+def held_slot(reason: str | None) -> tuple[str, datetime] | None:
+    """(marker, slot) of a row handed back holding its slot, else None."""
+    if not reason or "@" not in reason:
+        return None
+    marker, _, when = reason.partition("@")
+    if marker not in (SLOT_HELD, DESTINATION_SLOT_HELD):
+        return None
+    try:
+        return marker, datetime.fromisoformat(when)
+    except ValueError:
+        return None
 
 
 def relaxed_commit(conn: Connection) -> None:
@@ -149,7 +167,7 @@ def note_provider_id(conn: Connection, outbox_id: int, provider_id: str) -> None
 def next_held(conn: Connection) -> datetime | None:
     """When the first message handed back to wait for its rate-limit slot comes due (None: none waits)."""
     return conn.execute(select(func.min(o.c.due_at)).where(
-        o.c.status == "pending", o.c.error_reason.in_((SLOT_HELD, DESTINATION_SLOT_HELD)))).scalar_one_or_none()
+        o.c.status == "pending", o.c.error_reason.like("rate_%slot_held@%"))).scalar_one_or_none()
 
 
 def extend(conn: Connection, key: str, until: datetime) -> None:

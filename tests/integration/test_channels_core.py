@@ -253,16 +253,22 @@ def test_a_message_handed_back_keeps_its_slot_instead_of_queueing_again(ctx: Con
         3: outbox.DESTINATION_SLOT_HELD, 4: outbox.DESTINATION_SLOT_HELD, 8: outbox.SLOT_HELD, 2: outbox.SLOT_HELD}
     asyncio.run(d._process(first))  # sends the four due now, hands the other four back
     with ctx.engine.connect() as conn:
-        back = {r.id: (r.status, r.error_reason, r.attempts) for r in conn.execute(
+        back = {r.id: (r.status, outbox.held_slot(r.error_reason), r.attempts, r.due_at) for r in conn.execute(
             select(t.outbox).where(t.outbox.c.status != "delivered"))}
-    assert back == {3: ("pending", outbox.DESTINATION_SLOT_HELD, 0), 4: ("pending", outbox.DESTINATION_SLOT_HELD, 0),
-                    2: ("pending", outbox.SLOT_HELD, 0), 8: ("pending", outbox.SLOT_HELD, 0)}
+    at = {c.row.id: c.slot for c in first}
+    dest, both = outbox.DESTINATION_SLOT_HELD, outbox.SLOT_HELD
+    assert {k: v[:3] for k, v in back.items()} == {
+        3: ("pending", (dest, at[3]), 0), 4: ("pending", (dest, at[4]), 0),
+        2: ("pending", (both, at[2]), 0), 8: ("pending", (both, at[8]), 0)}
+    # Each comes due early (hold + 1 s before its slot), so a busy worker still claims it before its slot.
+    assert all(due == at[i] - timedelta(seconds=1.15) for i, (*_, due) in back.items())
     buckets = free_at(ctx)
-    ctx.clock.now += timedelta(seconds=0.5)  # type: ignore[attr-defined]  # all four come due
+    ctx.clock.now += timedelta(seconds=0.5)  # type: ignore[attr-defined]  # all four slots have come
     again = offsets(ctx, d.claim())
     # None reserved its destination again (which would queue it behind everything reserved meanwhile):
-    # the fully held ones go at once, the destination-held ones take only channel slots.
-    assert again[2] is None and again[8] is None
+    # the fully held ones keep their own slots (passed now: sent at once), the destination-held ones take
+    # only channel slots.
+    assert again[2] == -0.25 and again[8] == -0.3
     assert again[3] is not None and again[4] is not None and max(again[3], again[4]) <= 0.05 + 1e-9
     later = free_at(ctx)
     assert later["console:@busy"] == round(buckets["console:@busy"] - 0.5, 3)
