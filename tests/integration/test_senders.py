@@ -23,6 +23,7 @@ from notifiers.senders.webhook import USER_AGENT, WebhookSender
 from notifiers.signing import verify
 from tests.fakes.smtp_server import FakeSMTP
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.senders import failure_of, send_once
 
 T = TypeVar("T")
 SECRET = "whsec-test"
@@ -52,23 +53,6 @@ def hook_msg(url: str, *, key: str = "dk-1", id: int = 1, payload: dict[str, Any
         idempotency_key=key,
         payload=payload if payload is not None else {"order_id": "SO-1", "lines": [{"sku": "A", "qty": 2}]},
     )
-
-
-async def send_once(sender: Any, msg: Outgoing) -> Sent:
-    try:
-        return await sender.send(msg)
-    finally:
-        await sender.aclose()
-
-
-async def failure_of(sender: Any, msg: Outgoing) -> SendError:
-    try:
-        await sender.send(msg)
-    except SendError as exc:
-        return exc
-    finally:
-        await sender.aclose()
-    raise AssertionError("the send went through")
 
 
 def free_port() -> int:

@@ -41,6 +41,7 @@ from tests.fakes.twilio_api import (
     signed,
     status_callback,
 )
+from tests.senders import failure_of, send_once
 
 ACCOUNT = "AC" + "a1" * 16
 TOKEN = "twilio-auth-token-test"
@@ -419,7 +420,7 @@ def test_a_callback_that_overtakes_the_workers_result_finds_its_row(bot: Bot) ->
     with unit_of_work(bot.ctx.engine) as conn:  # a worker claims the row...
         assert row.id in [r.id for r in outbox.claim(conn, "worker-a", 100, now, 60)]
     sender = TwilioSender("sms", bot.ctx.settings.twilio, bot.ctx.engine, clock=bot.ctx.now)
-    sent = asyncio.run(_send_once(sender, Outgoing(id=row.id, channel="sms", recipient=ADA, kind="chat_reply",
+    sent = asyncio.run(send_once(sender, Outgoing(id=row.id, channel="sms", recipient=ADA, kind="chat_reply",
                                                    body=row.body, idempotency_key=row.idempotency_key)))
     sending = bot.rows(id=row.id)[0]  # ...Twilio accepted it; the worker's batch has not been recorded yet
     assert (sending.status, sending.provider_id) == ("sending", sent.provider_id)
@@ -460,16 +461,7 @@ def msg(channel: str = "sms", kind: str = "chat_reply", to: str = ADA, **kw: Any
 
 
 def failure(sender: TwilioSender, m: Outgoing) -> SendError:
-    async def go() -> SendError:
-        try:
-            await sender.send(m)
-        except SendError as exc:
-            return exc
-        finally:
-            await sender.aclose()
-        raise AssertionError("the send went through")
-
-    return asyncio.run(go())
+    return asyncio.run(failure_of(sender, m))
 
 
 def test_a_batch_asking_for_the_same_buttons_at_once_makes_one_template(bot: Bot, fake: FakeTwilio) -> None:
@@ -547,18 +539,11 @@ def test_the_window_opens_with_the_customers_message(bot: Bot) -> None:
     with unit_of_work(bot.ctx.engine) as conn:
         conn.execute(t.inbound_messages.insert().values(channel="whatsapp", message_id=new_sid(), sender=ADA,
                                                         received_at=bot.ctx.now() - timedelta(hours=23)))
-    sent = asyncio.run(_send_once(TwilioSender("whatsapp", bot.ctx.settings.twilio, bot.ctx.engine,
+    sent = asyncio.run(send_once(TwilioSender("whatsapp", bot.ctx.settings.twilio, bot.ctx.engine,
                                                clock=bot.ctx.now),
                                   msg("whatsapp", "eta_changed", payload={"title": "t", "text": "x", "actions": []})))
     assert sent.provider_id == bot.fake.messages[-1].sid
     assert bot.fake.messages[-1].form["Body"] == "Your order 1042 ships Monday."
-
-
-async def _send_once(sender: TwilioSender, m: Outgoing) -> Any:
-    try:
-        return await sender.send(m)
-    finally:
-        await sender.aclose()
 
 
 
@@ -725,7 +710,7 @@ def test_a_new_process_reuses_the_quick_reply_template_an_earlier_one_made(bot: 
     card = {"title": "t", "text": "x", "fields": [], "topic": None, "actions": [
         {"id": "order_status", "label": "Order status?", "value": "1042"},
         {"id": "handoff", "label": "A person, please", "value": "1042"}]}
-    asyncio.run(_send_once(TwilioSender("whatsapp", bot.ctx.settings.twilio, bot.ctx.engine),
+    asyncio.run(send_once(TwilioSender("whatsapp", bot.ctx.settings.twilio, bot.ctx.engine),
                            msg("whatsapp", "chat_reply", payload=card)))
     [made] = fake.contents
     assert made.json["friendly_name"].startswith("backorder_quick_reply_")  # type: ignore[index]
