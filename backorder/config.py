@@ -150,6 +150,66 @@ class LLMSettings(BaseModel):
         return bool(self.model and (self.base_url or self.key()))
 
 
+DRAFT_KINDS = ("delay_notice", "substitution_offer", "partial_shipment_offer", "question_reply")
+DRAFT_MODES = ("approve", "auto", "template")
+
+
+def _default_policy() -> dict[str, dict[str, str]]:
+    personal = {"platinum": "approve", "gold": "approve", "default": "template"}
+    return {"delay_notice": dict(personal), "substitution_offer": dict(personal),
+            "partial_shipment_offer": dict(personal), "question_reply": {"default": "approve"}}
+
+
+class DraftSettings(BaseModel):
+    """AI-drafted customer messages and who must approve them (docs/approvals.md)."""
+
+    policy: dict[str, dict[str, str]] = Field(
+        default_factory=_default_policy,
+        description="per draft kind, per customer tier (or default): approve | auto | template")
+    approval_above_value: float = Field(
+        1000.0, ge=0, description="a message about an order worth more than this always waits for approval")
+    expire_hours: float = Field(24.0, gt=0, description="a draft nobody decided on expires after this")
+    approval_sla_minutes: float = Field(60.0, gt=0, description="undecided this long: escalated to the lead")
+    expired_send_template: bool = Field(
+        True, description="when a delay-notice draft expires, the template notice goes out instead")
+    max_chars: int = Field(1200, ge=100, le=4000, description="longest draft text (and edited text) accepted")
+    unknown_questions_to_team: bool = Field(
+        True, description="a customer question the intents cannot answer goes to a person, with a drafted reply")
+    approver_roles: list[str] = Field(
+        default_factory=lambda: ["approver"], description="staff roles that may approve, edit or reject")
+
+    @field_validator("policy")
+    @classmethod
+    def _known(cls, policy: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        merged = _default_policy()
+        for kind, tiers in policy.items():
+            if kind not in DRAFT_KINDS:
+                raise ValueError(f"{kind}: unknown draft kind; one of {', '.join(DRAFT_KINDS)}")
+            for tier, mode in tiers.items():
+                if mode not in DRAFT_MODES:
+                    raise ValueError(f"{kind}.{tier}: {mode!r} is not one of {', '.join(DRAFT_MODES)}")
+            merged[kind] = {**merged[kind], **tiers}  # a tier not named keeps its default
+        return merged
+
+    def mode(self, kind: str, tier: str, order_value: float = 0.0) -> str:
+        """approve | auto | template for a message of `kind` to a customer of `tier` about an order this big."""
+        if order_value > self.approval_above_value:
+            return "approve"
+        tiers = self.policy.get(kind) or {}
+        return tiers.get(tier) or tiers.get("default") or "template"
+
+
+class SubstituteSettings(BaseModel):
+    """Which products may stand in for a backordered one (allocation/substitutes.py)."""
+
+    enabled: bool = Field(True, description="offer substitutes to customers whose lines wait")
+    max_price_diff_pct: float = Field(15.0, ge=0, description="a candidate's price within this % of the original")
+    min_similarity: float = Field(0.5, ge=0, le=1, description="same-category candidates need this similarity")
+    max_candidates: int = Field(5, ge=1, le=50, description="candidates shown by GET /substitutes")
+    same_region_only: bool = Field(
+        False, description="only warehouses in the customer's region can serve them")
+
+
 class StaffContact(BaseModel):
     channels: list[str] = Field(default_factory=lambda: ["console"], description="in order of preference")
     routing: str = Field("first", pattern="^(first|all)$")
@@ -183,6 +243,9 @@ class StaffSettings(BaseModel):
     procurement: StaffContact = Field(default_factory=StaffContact, description="procurement")
     customer_service: StaffContact = Field(default_factory=StaffContact, description="customer service")
     team: StaffContact = Field(default_factory=StaffContact, description="the team channel")
+    approver: StaffContact | None = Field(
+        None, description="where drafts wait for approval; unset: the team's contact")
+    lead: StaffContact | None = Field(None, description="who hears of drafts past the approval SLA; unset: the team's")
     members: dict[str, StaffMember] = Field(
         default_factory=dict, description="people by staff id: roles and chat accounts (file only)")
     unlinked_read: bool = Field(
@@ -190,6 +253,8 @@ class StaffSettings(BaseModel):
 
     def role(self, name: str) -> StaffContact | None:
         value = getattr(self, name, None)
+        if value is None and name in ("approver", "lead"):
+            return self.team
         return value if isinstance(value, StaffContact) else None
 
 
@@ -289,6 +354,26 @@ class TwilioSettings(BaseModel):
         return self
 
 
+class LinkSettings(BaseModel):
+    """Signed links in e-mails that let a customer answer an offer (bot/offer_links.py)."""
+
+    public_base_url: str | None = Field(
+        None, description="the public URL of the bot's web pages, e.g. https://bot.example.com; unset: no links")
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing the links")
+
+    @model_validator(mode="after")
+    def _complete(self) -> LinkSettings:
+        if not self.public_base_url:
+            self.public_base_url = None
+            return self
+        if not self.public_base_url.startswith(("https://", "http://")):
+            raise ValueError("links.public_base_url must be an http(s):// URL")
+        if self.secret is None or not self.secret.get_secret_value():
+            raise ValueError("links.secret is needed with links.public_base_url: it signs the links in e-mails")
+        self.public_base_url = self.public_base_url.rstrip("/")
+        return self
+
+
 def _config_file() -> Path:
     return Path(os.environ.get("BACKORDER_CONFIG", "backorder.toml"))
 
@@ -307,9 +392,12 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     staff: StaffSettings = Field(default_factory=StaffSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    drafts: DraftSettings = Field(default_factory=DraftSettings)
+    substitutes: SubstituteSettings = Field(default_factory=SubstituteSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     teams: TeamsSettings = Field(default_factory=TeamsSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    links: LinkSettings = Field(default_factory=LinkSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bot import approvals_page, drafts_api, offer_links, substitutes_api
 from bot.channels import mount_channels
 from intake.envelope import event_json_schema, parse_events
 from intake.errors import EventValidationError
@@ -106,7 +107,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
 
     def authorize(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         token = ctx.settings.api_token
-        if token and (creds is None or not secrets.compare_digest(creds.credentials, token)):
+        if token and (creds is None or not secrets.compare_digest(creds.credentials.encode(), token.encode())):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     auth = [Depends(authorize)]
@@ -265,7 +266,12 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
             worker.kick()  # a subscription may have queued a message
         return {"intent": answer.intent, "entities": answer.entities, "reply": answer.reply}
 
-    app.state.channels = mount_channels(app, ctx, worker.kick if worker is not None else lambda: None)
+    kick = worker.kick if worker is not None else lambda: None
+    drafts_api.mount(app, ctx, auth, kick)
+    substitutes_api.mount(app, ctx, auth)
+    offer_links.mount(app, ctx, kick)  # signed e-mail links: the signature authorises, no bearer token
+    approvals_page.mount(app, ctx, auth, kick)
+    app.state.channels = mount_channels(app, ctx, kick)
     return app
 
 

@@ -6,10 +6,20 @@ Documented fields are validated; any other field is allowed and kept as sent
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+    field_serializer,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from intake.fields import (
@@ -62,6 +72,28 @@ class SupplierUpsertedData(Payload):
     email: Email | None = Field(default=None, description="Contact email")
 
 
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_CHARS = 300
+AttributeKey = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+
+
+def _attribute_value(value: Any) -> bool | int | float | str:
+    # One plain reason instead of a union's four (the message ends up in 422 bodies and CSV errors).
+    if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    if isinstance(value, str) and len(value) <= MAX_ATTRIBUTE_CHARS:
+        return value.strip()
+    raise PydanticCustomError("attribute_value", "must be a string of at most {max} characters, a finite "
+                              "number, true or false", {"max": MAX_ATTRIBUTE_CHARS})
+
+
+AttributeValue = Annotated[
+    bool | int | float | str, PlainValidator(_attribute_value),
+    WithJsonSchema({"anyOf": [{"type": "string", "maxLength": MAX_ATTRIBUTE_CHARS}, {"type": "number"},
+                              {"type": "boolean"}]}),
+]
+
+
 class ProductUpsertedData(Payload):
     sku: Id = Field(description="Stock keeping unit")
     name: Name = Field(description="Display name")
@@ -73,6 +105,10 @@ class ProductUpsertedData(Payload):
         default_factory=list, max_length=100, description="SKUs that may replace it"
     )
     category: Name | None = Field(default=None, description="Free-form category")
+    attributes: dict[AttributeKey, AttributeValue] | None = Field(
+        default=None, max_length=MAX_ATTRIBUTES,
+        description="Product attributes (color, size, ...) that similar substitutes are matched on",
+    )
 
     @field_validator("substitutes")
     @classmethod

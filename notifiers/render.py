@@ -17,7 +17,7 @@ environment's globals (`html`), and the date and number filters read the reader'
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -50,7 +50,7 @@ TEMPLATE_CHANNELS: tuple[str, ...] = ("console", "email", "sms", "whatsapp")
 
 __all__ = [
     "CUSTOMER_KINDS", "INTERNAL_KINDS", "KINDS", "LOCALES", "SMS_MAX_SEGMENTS", "TEMPLATE_CHANNELS", "Rendered",
-    "environment", "render_notice", "resolve_locale", "template_names",
+    "environment", "render_approved", "render_notice", "resolve_locale", "template_names",
 ]
 
 # Names render_notice puts beside the facts; a fact with one of these names would be shadowed.
@@ -258,6 +258,23 @@ def _timezone(facts: dict[str, Any]) -> str:
     return tz or "UTC"
 
 
+def babel_locale(locale: str) -> str:
+    """The Babel locale notices are printed in for a reader's locale (drafting/grounding.py reads dates so)."""
+    return _babel_locale(locale, resolve_locale(locale))
+
+
+def facts_timezone(facts: Mapping[str, Any]) -> str:
+    """The reader's time zone named in the facts (their customer's), or UTC."""
+    return _timezone(dict(facts))
+
+
+@contextmanager
+def reading_as(locale: str, facts: Mapping[str, Any]) -> Iterator[None]:
+    """The `day`, `when` and `money` filters, outside a render, for this reader."""
+    with _reading(babel_locale(locale), facts_timezone(facts)):
+        yield
+
+
 def template_names(kind: str, channel: str, style: str, locale: str) -> list[str]:
     """Candidates, most specific first: the channel's own form, the style's, then the kind's wording.
     E-mail has three styles (subject, text, html), so it has no single channel form."""
@@ -337,6 +354,39 @@ def render_notice(kind: str, channel: str, locale: str, facts: dict[str, Any]) -
     (console, whatsapp, slack, teams, webhook, unknown ones) -> the text body. Raises ValueError for an
     unknown kind or a malformed channel name, jinja2.UndefinedError for a missing fact.
     """
+    job = _job(kind, channel, locale, facts)
+    if channel == "email":
+        return Rendered(body=job.render("text"), subject=job.render("subject"), html=job.render("html"))
+    if channel == "sms":
+        return Rendered(body=_render_sms(job, facts))
+    body = job.render("text")
+    if channel in CARD_CHANNELS:
+        return Rendered(body=body, card=_card(job, body))
+    return Rendered(body=body)  # console, webhook, and any channel not known here
+
+
+def render_approved(kind: str, channel: str, locale: str, facts: dict[str, Any], text: str) -> Rendered:
+    """A notice whose words a person approved (services/approvals.py): their text as the body, in the
+    notice's e-mail subject and HTML frame and with its card's buttons (an offer's Accept / No thanks)."""
+    job = _job(kind, channel, locale, facts)
+    if channel == "email":
+        with _reading(job.values["locale"], job.values["tz"]):
+            page = environment(True).get_template("layout/approved.html.j2").render(
+                {**job.values, "text": _with_answer(job, text), "subject": job.render("subject")})
+        return Rendered(body=_with_answer(job, text), subject=job.render("subject"), html=_tidy(page, "html"))
+    if channel in CARD_CHANNELS:
+        return Rendered(body=text, card={**_card(job, text), "text": text})
+    return Rendered(body=_with_answer(job, text))
+
+
+def _with_answer(job: _Job, text: str) -> str:
+    """Without buttons, an offer must still say how to answer it: the template's line, unless the text has it."""
+    with _reading(job.values["locale"], job.values["tz"]):
+        how = environment(False).get_template(f"{job.locale}/_answer.j2").render(job.values).strip()
+    return text if not how or how in text else f"{text}\n\n{how}"
+
+
+def _job(kind: str, channel: str, locale: str, facts: dict[str, Any]) -> _Job:
     if kind not in KINDS:
         raise ValueError(f"unknown notice kind {kind!r}")
     if not _NAME.match(channel):
@@ -346,7 +396,7 @@ def render_notice(kind: str, channel: str, locale: str, facts: dict[str, Any]) -
         raise ValueError(f"facts may not use the reserved names {sorted(clash)}")
     resolved = resolve_locale(locale)
     babel_locale = _babel_locale(locale, resolved)
-    job = _Job(kind, channel, resolved, {
+    return _Job(kind, channel, resolved, {
         **facts,
         "kind": kind,
         "channel": channel,
@@ -356,14 +406,6 @@ def render_notice(kind: str, channel: str, locale: str, facts: dict[str, Any]) -
         "lib": f"{resolved}/_lib.j2",
         "tz": _timezone(facts),
     })
-    if channel == "email":
-        return Rendered(body=job.render("text"), subject=job.render("subject"), html=job.render("html"))
-    if channel == "sms":
-        return Rendered(body=_render_sms(job, facts))
-    body = job.render("text")
-    if channel in CARD_CHANNELS:
-        return Rendered(body=body, card=_card(job, body))
-    return Rendered(body=body)  # console, webhook, and any channel not known here
 
 
 # Channels whose senders build rich messages (Block Kit, Adaptive Cards, WhatsApp buttons) from a card.

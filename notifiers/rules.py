@@ -12,10 +12,15 @@ from datetime import date
 from typing import Any
 
 CUSTOMER_KINDS = ("backorder_created", "eta_changed", "allocated", "shipped", "delay_overdue",
-                  "backorder_cancelled", "back_in_stock")
-INTERNAL_KINDS = ("high_value_backorder", "procurement_task", "inventory_task", "handoff_task", "ops_digest")
+                  "backorder_cancelled", "back_in_stock",
+                  # offers and their answers, and the reply a person approved to a question (issue 6)
+                  "substitution_offer", "substitution_confirmed", "substitution_declined",
+                  "partial_shipment_offer", "partial_shipment_confirmed", "question_reply")
+INTERNAL_KINDS = ("high_value_backorder", "procurement_task", "inventory_task", "handoff_task", "ops_digest",
+                  "approval_request", "approval_escalation", "approval_outcome")
 DEFAULT_ROLES = {"high_value_backorder": ("warehouse_manager",), "procurement_task": ("team",),
-                 "inventory_task": ("team",), "handoff_task": ("team",), "ops_digest": ("team",)}
+                 "inventory_task": ("team",), "handoff_task": ("team",), "ops_digest": ("team",),
+                 "approval_request": ("approver",), "approval_escalation": ("lead",)}
 TASK_KINDS = {"procurement_review": "procurement_task", "inventory_check": "inventory_task",
               "handoff": "handoff_task"}
 WAITING = ("backordered", "partially_allocated")
@@ -24,7 +29,7 @@ STILL_APPLIES = {"backorder_created": WAITING, "eta_changed": WAITING, "delay_ov
                  "allocated": ("allocated",)}
 DECISIONS = ("line_backordered", "line_allocated", "line_partially_allocated", "backorder_resolved",
              "allocation_released", "line_cancelled", "line_shipped", "eta_changed", "delay_detected",
-             "task_opened", "incident_recorded")
+             "task_opened", "incident_recorded", "line_substituted")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from allocation.eta import project_etas
 from allocation.model import DomainEvent
 from allocation.policy import AllocationPolicy
 from allocation.result import AllocationResult
+from services import recording  # a module: recording -> notifications -> substitutions imports us
 from services.context import Context
-from services.recording import record
 from store import allocation_io as io
 
 Prepare = Callable[[io.Loaded, AllocationPolicy], AllocationResult]
@@ -59,7 +59,7 @@ def run_pass(
     now = ctx.now()
     audit = io.save(conn, loaded, now)
     io.write_audit(conn, audit, actor, cause, now)
-    record(conn, ctx, events, loaded.public_ids, cause, now, skus if restock else ())
+    recording.record(conn, ctx, events, loaded.public_ids, cause, now, skus if restock else ())
     return events
 
 

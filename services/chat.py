@@ -23,9 +23,10 @@ from intents.model import UNKNOWN, Named
 from notifiers import sms
 from notifiers.adaptive_cards import escape_markdown
 from prompts import TEMPLATE_DIR, render
-from services import conversations
+from services import conversations, customer_actions, offers
 from services.chat_staff import STAFF_HANDLERS
 from services.context import Context
+from services.notifications import RowBuilder
 from services.reads import get_order
 from services.subscriptions import subscribe_in
 from services.tasks import open_task
@@ -145,6 +146,8 @@ def act(ctx: Context, user: ChatUser, action: str, value: str, channel: str = "w
     The value comes back from the chat app, so it is checked like typed text would be: an order
     number that is not the customer's gets "can't find", a task the staff member may not close stays open.
     """
+    if action in customer_actions.ACTIONS:
+        return _customer_action(ctx, user, action, value, channel)
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     intent, entity = ACTIONS[action]
@@ -156,6 +159,20 @@ def act(ctx: Context, user: ChatUser, action: str, value: str, channel: str = "w
     if asking.kind == "unlinked":
         return _unlinked(asking)
     return _respond(ctx, asking, key, Understanding(intent, entities, 1.0), f"[{action}] {value}")
+
+
+def _customer_action(ctx: Context, user: ChatUser, action: str, value: str, channel: str) -> ChatReply:
+    """An answer to an offer (services/customer_actions.py): only a customer of ours may act, on their own."""
+    with ctx.engine.connect() as conn:
+        asking, _, _ = _asker(conn, ctx, user, channel)
+    u = Understanding(action, {"value": value} if value else {}, 1.0)
+    if asking.kind == "unlinked":
+        return _unlinked(asking)
+    if asking.kind == "stranger":
+        return _answer(asking, u, "stranger", {})
+    outcome = customer_actions.handle(ctx, asking.customer_id if asking.kind == "customer" else None, action,
+                                      value, channel)
+    return _answer(asking, Understanding(action, outcome.entities, 1.0), outcome.template, outcome.facts)
 
 
 def _asker(conn: Connection, ctx: Context, user: ChatUser, channel: str) -> tuple[Asking, str, dict[str, Any]]:
@@ -212,6 +229,9 @@ def _dispatch(conn: Connection, ctx: Context, asking: Asking, u: Understanding, 
     handler = CUSTOMER_HANDLERS.get(u.intent) if asking.kind == "customer" else None
     if handler is not None:
         return handler(conn, ctx, asking, u, text)
+    if asking.kind == "customer" and u.intent == UNKNOWN and len(text.split()) >= QUESTION_MIN_WORDS \
+            and ctx.settings.drafts.unknown_questions_to_team:
+        return _pass_on(conn, ctx, asking, u, text)
     staff_handler = STAFF_HANDLERS.get(u.intent) if asking.kind == "staff" else None
     if staff_handler is not None:
         template, facts = staff_handler(conn, ctx, asking.roles, asking.staff_id or "staff", u, text)
@@ -382,10 +402,28 @@ def set_preferences(conn: Connection, ctx: Context, asking: Asking, u: Understan
 
 def handoff(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
     """Open a hand-off task; the team hears of it through the notification rules (handoff_task)."""
-    task_id = open_task(conn, ctx, "handoff", sku=None, title=f"Customer {asking.customer_id} asks for a person",
-                        detail={"customer_id": asking.customer_id, "message": text[:500]},
-                        cause=f"chat:{asking.customer_id}:{ctx.now().isoformat()}")
-    return _answer(asking, u, "handoff", {"task_id": task_id})
+    return _answer(asking, u, "handoff", {"task_id": _handoff_task(conn, ctx, asking, text)})
+
+
+QUESTION_MIN_WORDS = 4  # fewer words than this is more likely a typo than a question a person should answer
+
+
+def _pass_on(conn: Connection, ctx: Context, asking: Asking, u: Understanding, text: str) -> ChatReply:
+    """A question the intents could not answer: a person gets it as a hand-off, with a reply drafted for them
+    to approve or edit (services/offers.question_reply); the customer is told so."""
+    task_id = _handoff_task(conn, ctx, asking, text)
+    builder = RowBuilder(ctx, f"question:{task_id}", ctx.now(), ctx.now())
+    offers.question_reply(conn, builder, str(asking.customer_id), text[:QUESTION_MAX], task_id)
+    return _answer(asking, u, "unknown_passed_on", {"task_id": task_id})
+
+
+QUESTION_MAX = 1000
+
+
+def _handoff_task(conn: Connection, ctx: Context, asking: Asking, text: str) -> int:
+    return open_task(conn, ctx, "handoff", sku=None, title=f"Customer {asking.customer_id} asks for a person",
+                     detail={"customer_id": asking.customer_id, "message": text[:500]},
+                     cause=f"chat:{asking.customer_id}:{ctx.now().isoformat()}")
 
 
 CUSTOMER_HANDLERS: dict[str, Callable[[Connection, Context, Asking, Understanding, str], ChatReply]] = {

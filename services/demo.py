@@ -10,6 +10,7 @@ from rich.panel import Panel
 from sqlalchemy import func, select
 
 from prompts import render
+from services import approvals
 from services.context import Context
 from services.demo_data import story
 from services.inbox import drain, store_events
@@ -44,6 +45,7 @@ def play(ctx: Context, console: Console, quiet: bool = False) -> None:
             drain(ctx, ids)
         if chapter.check_overdue:
             check_overdue(ctx)
+        signed = _approve_drafts(ctx) if chapter.approve_drafts else []
         if quiet:
             continue
         console.print()
@@ -58,6 +60,8 @@ def play(ctx: Context, console: Console, quiet: bool = False) -> None:
                 if row.type == "eta_changed" and row.data.get("new_eta") is None and not row.data.get("reason"):
                     continue  # the line stopped waiting; the allocation line above already says so
                 console.print("  " + render("cli/decision.txt.j2", type=row.type, e=row.data), highlight=False)
+            for view in signed:
+                console.print("  " + render("cli/draft.txt.j2", d=view), highlight=False)
             if chapter.show_orders:
                 from backorder.cli import _order_table
 
@@ -67,3 +71,16 @@ def play(ctx: Context, console: Console, quiet: bool = False) -> None:
                         console.print(_order_table(order))
         # What the customers and the team were told, through the console channel.
         asyncio.run(drain_outbox(ctx, console))
+
+
+DEMO_APPROVER = approvals.Approver("sam", frozenset({"approver"}))
+
+
+def _approve_drafts(ctx: Context) -> list[dict[str, object]]:
+    """Sam approves what waits, as the approval buttons would; the first gets a line of her own."""
+    waiting = sorted(approvals.list_drafts(ctx, "pending"), key=lambda d: int(d["id"]))
+    done = []
+    for i, d in enumerate(waiting):
+        own = render("cli/demo_edit.txt.j2", text=d["text"]) if i == 0 else None
+        done.append(approvals.approve(ctx, int(d["id"]), DEMO_APPROVER, via="demo", text=own))
+    return done

@@ -15,6 +15,7 @@ class Chapter:
     advance_days: int = 0  # move the demo clock forward before this chapter
     check_overdue: bool = False
     show_orders: list[str] = field(default_factory=list)
+    approve_drafts: bool = False  # a person approves every draft waiting now (the first one edited)
 
 
 def _ev(n: int, type_: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +92,13 @@ def story(start: datetime) -> list[Chapter]:
         ],
         show_orders=["1041", "1042", "1043", "1044", "1045"],
     )
+    approvals = Chapter(
+        "Day 1, 12:30: a person signs the personal messages",
+        "The café is a gold customer, so its backorder notice and the offer to ship what is ready now were "
+        "drafted and held for approval, not sent. Sam, the approver, approves them from the queue (in Slack "
+        "or Teams it is one click), adding a line of her own to the first; only then do they go out.",
+        approve_drafts=True,
+    )
     po = Chapter(
         "Day 1, 15:00: purchasing orders more",
         "KettleCo confirms PO-77: 12 kettles and 4 toasters into Leeds on day 5. Every waiting line now "
@@ -139,4 +147,4 @@ def story(start: datetime) -> list[Chapter]:
         advance_days=4,
         show_orders=["1041", "1042", "1043", "1044", "1046"],
     )
-    return [setup, rush, po, slip, late, arrival]
+    return [setup, rush, approvals, po, slip, late, arrival]

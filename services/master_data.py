@@ -43,13 +43,18 @@ def supplier_upserted(conn: Connection, ctx: Context, data: dict[str, Any], at: 
 
 def product_upserted(conn: Connection, ctx: Context, data: dict[str, Any], at: datetime, cause: str) -> None:
     p = t.products
-    known = {"sku", "name", "price", "supplier_id", "lead_time_days", "reorder_point", "substitutes", "category"}
+    known = {"sku", "name", "price", "supplier_id", "lead_time_days", "reorder_point", "substitutes", "category",
+             "attributes"}
     old = conn.execute(select(p.c.lead_time_days, p.c.supplier_id).where(p.c.sku == data["sku"])).first()
+    extra = {k: v for k, v in data.items() if k not in known}
+    if isinstance(data.get("attributes"), dict):
+        # Kept in extra rather than a column: only substitute matching reads them (allocation/substitutes.py).
+        extra["attributes"] = dict(data["attributes"])
     _write(conn, p, {
         "sku": data["sku"], "name": data["name"], "price": Decimal(str(data.get("price", 0))),
         "supplier_id": data.get("supplier_id"), "lead_time_days": data.get("lead_time_days"),
         "reorder_point": data.get("reorder_point") or 0, "substitutes": list(data.get("substitutes") or []),
-        "category": data.get("category"), "extra": {k: v for k, v in data.items() if k not in known},
+        "category": data.get("category"), "extra": extra,
         "updated_at": at,
     }, "sku")
     if old is not None and (old.lead_time_days, old.supplier_id) != (data.get("lead_time_days"),

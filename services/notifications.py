@@ -15,8 +15,9 @@ from sqlalchemy import Connection, and_, func, select, update
 from backorder.config import NotifySettings, RuleSettings, StaffContact
 from notifiers import preferences as prefs_mod
 from notifiers import routing
-from notifiers.render import render_notice
+from notifiers.render import render_approved, render_notice
 from notifiers.rules import DECISIONS, DEFAULT_ROLES, Notice, RuleConfig, Segment, excluded, notices_for, still_applies
+from services import drafts, offers, substitutions
 from services.context import Context
 from services.notify_facts import IN_CHUNK, CustomerFacts, Facts, item, load_customers, load_lines
 from store import tables as t
@@ -60,7 +61,10 @@ def plan(conn: Connection, ctx: Context, events: Sequence[tuple[str, Mapping[str
     facts = load_lines(conn, pks)
     rows: list[dict[str, Any]] = []
     builder = RowBuilder(ctx, cause, now, occurred_at)
-    for notice in notices_for(events, facts.lines, rule_config(cfg)):
+    notices = notices_for(events, facts.lines, rule_config(cfg))
+    builder.order_values = drafts.order_values(conn, {n.order_id for n in notices if n.audience == "customer"
+                                                      and n.kind in drafts.DRAFT_KIND and n.order_id})
+    for notice in notices:
         try:
             if notice.audience == "customer":
                 rows += builder.customer_rows(conn, notice, facts)
@@ -72,6 +76,7 @@ def plan(conn: Connection, ctx: Context, events: Sequence[tuple[str, Mapping[str
             log.exception("planning %s for %s failed", notice.kind, notice.scope)
             rows.append(builder.unplannable(notice, exc))
     rows += builder.webhook_rows(events)
+    rows += offers.plan_offers(conn, builder, [n for n in notices if n.kind == "backorder_created"], facts)
     restocked = set(restocked)
     if restocked:
         rows += back_in_stock(conn, builder, restocked)
@@ -83,6 +88,10 @@ def plan(conn: Connection, ctx: Context, events: Sequence[tuple[str, Mapping[str
                      if e in MOVES_ON and d.get("line_pk") is not None and int(d["line_pk"]) in facts.lines})
     for i in range(0, len(orders), IN_CHUNK):
         cancel_stale(conn, orders[i:i + IN_CHUNK], now)
+    if orders:
+        drafts.cancel_stale(conn, ctx, orders, now)
+        substitutions.withdraw_stale(conn, [int(d["line_pk"]) for e, d in events
+                                            if e in MOVES_ON and d.get("line_pk") is not None], now)
     return len(rows)
 
 
@@ -94,6 +103,7 @@ class RowBuilder:
         self.now = now
         self.occurred_at = occurred_at
         self.channels = ctx.channels
+        self.order_values: dict[str, float] = {}
 
     def _base(self, kind: str, audience: str, key: str, **values: Any) -> dict[str, Any]:
         row = {"idempotency_key": key, "kind": kind, "audience": audience, "customer_id": None, "order_id": None,
@@ -106,8 +116,11 @@ class RowBuilder:
         row.update(values)
         return row
 
-    def rendered(self, row: dict[str, Any], channel: str, address: str) -> dict[str, Any]:
-        out = render_notice(row["kind"], channel, row["locale"], row["facts"])
+    def rendered(self, row: dict[str, Any], channel: str, address: str, text: str | None = None) -> dict[str, Any]:
+        if text is None:
+            out = render_notice(row["kind"], channel, row["locale"], row["facts"])
+        else:
+            out = render_approved(row["kind"], channel, row["locale"], row["facts"], text)
         row.update(channel=channel, recipient=address, subject=out.subject, body=out.body, html=out.html)
         if out.card is not None:
             row["payload"] = out.card
@@ -142,9 +155,14 @@ class RowBuilder:
 
     def for_customer(self, conn: Connection, kind: str, customer: CustomerFacts, data: dict[str, Any],
                      segment: Segment, *, scope: str, order_id: str | None = None, line_ids: Sequence[str] = (),
-                     sku: str | None = None, channel_hint: str | None = None) -> list[dict[str, Any]]:
+                     sku: str | None = None, channel_hint: str | None = None, text: str | None = None,
+                     offer_id: int | None = None) -> list[dict[str, Any]]:
+        """The rows of one customer notice; `text`: a person's approved words, sent as they are.
+
+        Without `text`, the drafts policy may say this notice is to be a draft: it is written, and no row yet.
+        """
         r = rule(self.cfg, kind)
-        if not r.enabled or excluded(segment, r.exclude.model_dump()):
+        if text is None and (not r.enabled or excluded(segment, r.exclude.model_dump())):
             return []
         p = prefs_mod.resolve(customer.preferences, default_channel=self.cfg.default_channel,
                               default_digest_at=self.cfg.digest_at)
@@ -162,13 +180,33 @@ class RowBuilder:
         common = {"customer_id": customer.customer_id, "order_id": order_id, "sku": sku, "line_ids": list(line_ids),
                   "locale": customer.locale, "facts": data, "urgent": r.urgent, "due_at": due,
                   "expires_at": due + timedelta(hours=self.cfg.max_age_hours)}
-        to_digest = not r.urgent and (p.delivery == "digest" or self._over_cap(conn, p, customer, order_id, tz))
+        plan = routing.customer_plan(p, customer.contacts, customer.customer_id, self.channels)
+        if text is None:
+            draft_mode = drafts.mode(self.ctx, kind, customer.tier, self.order_values.get(order_id or "", 0.0))
+            if draft_mode != "template":
+                self._draft(conn, kind, draft_mode, customer, data, plan, scope=scope, order_id=order_id,
+                            sku=sku, line_ids=line_ids, offer_id=offer_id)
+                return []
+        # A person's approved words go out as they are, not folded into a digest.
+        to_digest = text is None and not r.urgent and (
+            p.delivery == "digest" or self._over_cap(conn, p, customer, order_id, tz))
         if to_digest:
             key = idempotency_key(kind, "digest", self.cause, scope, f"customer:{customer.customer_id}")
             return [self._base(kind, "customer", key, channel="digest", recipient=customer.customer_id,
                                status="held", **common)]
-        plan = routing.customer_plan(p, customer.contacts, customer.customer_id, self.channels)
-        return self.routed(kind, "customer", plan, f"customer:{customer.customer_id}", scope, common)
+        return self.routed(kind, "customer", plan, f"customer:{customer.customer_id}", scope, common, text)
+
+    def _draft(self, conn: Connection, kind: str, draft_mode: str, customer: CustomerFacts, data: dict[str, Any],
+               plan: routing.Plan, *, scope: str, order_id: str | None, sku: str | None, line_ids: Sequence[str],
+               offer_id: int | None) -> None:
+        channel = plan.send[0].channel if plan.send else self.cfg.default_channel
+        template_text = render_notice(kind, channel, customer.locale, data).body
+        key = idempotency_key(kind, "draft", self.cause, scope, f"customer:{customer.customer_id}")
+        # The customer's own words travel beside the facts, marked untrusted, never among them.
+        facts = {k: v for k, v in data.items() if k != "question"}
+        drafts.new_draft(self, conn, kind, draft_mode, customer, facts, key=key, channel=channel,
+                         template_text=template_text, order_id=order_id, sku=sku, line_ids=line_ids,
+                         offer_id=offer_id, question=data.get("question"))
 
     def _over_cap(self, conn: Connection, p: prefs_mod.Prefs, customer: CustomerFacts, order_id: str | None,
                   tz: Any) -> bool:
@@ -183,7 +221,7 @@ class RowBuilder:
         return int(sent_today) >= p.max_per_order_per_day
 
     def routed(self, kind: str, audience: str, plan: routing.Plan, who: str, scope: str,
-                common: dict[str, Any]) -> list[dict[str, Any]]:
+               common: dict[str, Any], text: str | None = None) -> list[dict[str, Any]]:
         if not plan.send:
             channel = plan.unusable[0][0] if plan.unusable else "none"
             key = idempotency_key(kind, channel, self.cause, scope, who)
@@ -197,7 +235,7 @@ class RowBuilder:
         for rt in plan.send:
             key = idempotency_key(kind, rt.channel, self.cause, scope, who)
             row = self._base(kind, audience, key, fallback=fallback, **common)
-            rows.append(self.rendered(row, rt.channel, rt.address))
+            rows.append(self.rendered(row, rt.channel, rt.address, text))
         return rows
 
     # -- staff -----------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ def order_cancelled(conn: Connection, ctx: Context, data: dict[str, Any], at: da
              extra_line_pks=[r.id for r in open_rows], restock=True)
     o = t.orders
     remaining = conn.execute(select(t.order_lines.c.id).where(
-        t.order_lines.c.order_id == data["order_id"], t.order_lines.c.status != "cancelled")).first()
+        t.order_lines.c.order_id == data["order_id"],
+        t.order_lines.c.status.notin_(("cancelled", "substituted")))).first()
     if remaining is None:
         conn.execute(update(o).where(o.c.order_id == data["order_id"]).values(status="cancelled"))
 

@@ -443,3 +443,71 @@ class ChatThread(Base):
     topic: Mapped[str] = mapped_column(String(300), primary_key=True)
     thread_id: Mapped[str] = mapped_column(String(300))
     updated_at: Mapped[datetime] = mapped_column(TZDateTime)
+
+
+class Draft(Base):
+    """A customer message written for a person to approve: by the LLM, or from a template when none is set.
+
+    status: drafting (the LLM is still to write it) -> pending (waits for an approver) -> approved
+    (its outbox rows are written in the same transaction; reads show it as sent once they are) | rejected
+    | expired | cancelled (what it was about moved on: the line was allocated, the order cancelled).
+    """
+
+    __tablename__ = "drafts"
+    __table_args__ = (Index("ix_drafts_status", "status", "created_at"), Index("ix_drafts_order", "order_id"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(500), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))  # delay_notice | substitution_offer | partial_shipment_offer | ...
+    notice_kind: Mapped[str] = mapped_column(String(40))  # the outbox kind the approved text goes out as
+    mode: Mapped[str] = mapped_column(String(16))  # approve | auto (the policy that made it)
+    customer_id: Mapped[str | None] = mapped_column(Id, index=True)
+    order_id: Mapped[str | None] = mapped_column(Id)
+    sku: Mapped[str | None] = mapped_column(Id)
+    line_ids: Mapped[list[Any]] = mapped_column(default=list)
+    offer_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    channel: Mapped[str] = mapped_column(String(20))  # the customer's first channel, which the text is written for
+    text: Mapped[str] = mapped_column(Text, default="")
+    template_text: Mapped[str] = mapped_column(Text, default="")
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # exactly what the model was given
+    facts_used: Mapped[list[Any]] = mapped_column(default=list)
+    source: Mapped[str] = mapped_column(String(16), default="template")  # llm | template
+    model: Mapped[str | None] = mapped_column(String(100))
+    prompt_version: Mapped[str | None] = mapped_column(String(40))
+    grounding: Mapped[dict[str, Any]] = mapped_column(default=dict)  # attempts, problems, fallback reason
+    question: Mapped[str | None] = mapped_column(Text)  # the customer's own words (question replies): untrusted
+    status: Mapped[str] = mapped_column(String(16))
+    cause: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime)
+    expires_at: Mapped[datetime] = mapped_column(TZDateTime)
+    escalate_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    decided_via: Mapped[str | None] = mapped_column(String(20))  # slack | teams | web | api | policy | expiry
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SubstitutionOffer(Base):
+    """A substitute offered for the waiting part of one line; accepted, declined (never offered again), or not."""
+
+    __tablename__ = "substitution_offers"
+    __table_args__ = (
+        UniqueConstraint("line_pk", "substitute_sku"),
+        Index("ix_substitution_offers_customer", "customer_id", "sku", "substitute_sku"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    line_pk: Mapped[int] = mapped_column(ForeignKey("order_lines.id"))
+    order_id: Mapped[str] = mapped_column(Id)
+    line_id: Mapped[str] = mapped_column(Id)
+    customer_id: Mapped[str] = mapped_column(Id)
+    sku: Mapped[str] = mapped_column(Id)
+    substitute_sku: Mapped[str] = mapped_column(Id)
+    qty: Mapped[int] = mapped_column(Integer)
+    # offered (waits for the customer) -> accepted | declined | withdrawn (the line stopped waiting) | expired
+    status: Mapped[str] = mapped_column(String(16), default="offered")
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    new_line_pk: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))

@@ -29,3 +29,5 @@ inbound_messages = m.InboundMessage.__table__
 suppressions = m.Suppression.__table__
 channel_refs = m.ChannelRef.__table__
 chat_threads = m.ChatThread.__table__
+drafts = m.Draft.__table__
+substitution_offers = m.SubstitutionOffer.__table__

@@ -1,4 +1,5 @@
-"""The Bolt app: middleware first (the door, retries dropped, who is asking), then one listener per file."""
+"""The Bolt app: middleware first (the door, retries dropped, who is asking), then one listener per file
+(events, slash commands, buttons, modal submissions)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.channels import Kick
-from bot.slack import actions, commands, events, middleware
+from bot.slack import actions, commands, events, middleware, views
 from bot.slack.door import Door
 from services.context import Context
 
@@ -22,4 +23,5 @@ def build_app(ctx: Context, kick: Kick) -> AsyncApp:
     events.register(bolt)
     commands.register(bolt)
     actions.register(bolt)
+    views.register(bolt)
     return bolt

@@ -1,5 +1,8 @@
 """The Teams bot's turns: messages and @mentions, card buttons, installs. Thin: who, what, answer, reply.
 
+A draft's buttons (draft_approve / draft_reject / draft_edit), pressed as Action.Execute or arriving as the
+Action.Submit fallback, are bot.teams.approvals' to answer.
+
 Every turn stores the conversation reference under the conversation id and, in a 1:1 chat, under the
 user's id too, so alerts can later reach a channel (StaffContact.teams_conversation) or a person. The answers come from
 services.chat (already rendered as Markdown for "teams"); the store work runs in a thread, off the loop.
@@ -30,6 +33,7 @@ from microsoft_agents.hosting.core import (
     TurnState,
 )
 
+from bot.teams import approvals
 from notifiers.adaptive_cards import CONTENT_TYPE, answer_card
 from services.channels import staff_user
 from services.chat import ACTIONS, ChatReply, ChatUser, act, reply
@@ -148,6 +152,9 @@ def build_agent(ctx: Context, connection_manager: Connections) -> AgentApplicati
         if not await asyncio.to_thread(_remember, ctx, context.activity, dedupe=True):
             return  # a redelivery: it was answered the first time
         try:
+            if approvals.is_draft_press(context.activity.value):  # Action.Submit from a host without Universal Actions
+                await approvals.on_submit(ctx, context, _asker)
+                return
             answer = await asyncio.to_thread(_answer_message, ctx, context.activity)
             if answer is not None:
                 out = MessageFactory.text(answer.reply)
@@ -167,6 +174,9 @@ def build_agent(ctx: Context, connection_manager: Connections) -> AgentApplicati
 
     @app.adaptive_card.action_execute(ANY_VERB)
     async def on_button(context: TurnContext, state: TurnState, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+        if approvals.is_draft_press(data):
+            await asyncio.to_thread(_remember, ctx, context.activity, dedupe=False)
+            return await approvals.on_execute(ctx, context, data, _asker)
         answer = await asyncio.to_thread(_answer_button, ctx, context.activity, data)
         if answer is None:
             return AdaptiveCardInvokeResponse(

@@ -1,5 +1,8 @@
 """One inbound SMS or WhatsApp message: who sent it, once only, keywords first, then the chat pipeline.
 
+After STOP, START and HELP come the answers to offers (services/customer_actions.py): a quick-reply
+button's payload, or a whole message that is an offer keyword ("SWAP 12", "KEEP", "SHIP 1042", "ESPERAR").
+
 The answer is written to the outbox (kind chat_reply, one row per inbound MessageSid), which the
 worker sends through notifiers/senders/twilio.py.
 
@@ -23,7 +26,7 @@ from sqlalchemy import Connection, select
 from intake.fields import e164
 from notifiers.render import resolve_locale
 from prompts import render
-from services import chat
+from services import chat, customer_actions
 from services.channels import staff_user
 from services.context import Context
 from services.keywords import WEAK_START, Keyword, keyword, take_effect, word_of
@@ -74,6 +77,8 @@ def answer(ctx: Context, channel: str, form: Mapping[str, str]) -> bool:
     if word is not None:
         return _keyword(ctx, channel, number, sid, text, word, asking, form)
     replied = _button(ctx, user, form, channel) if form.get("ButtonPayload") else None
+    if replied is None and (said := customer_actions.keyword(text)) is not None:
+        replied = chat.act(ctx, user, said[0], said[1], channel)  # SWAP 12, KEEP, SHIP 1042, ESPERAR ...
     if replied is None:
         replied = chat.reply(ctx, user, text, channel)
     with unit_of_work(ctx.engine) as conn:
@@ -117,7 +122,7 @@ def _keyword(ctx: Context, channel: str, number: str, sid: str, text: str, word:
 def _button(ctx: Context, user: chat.ChatUser, form: Mapping[str, str], channel: str) -> chat.ChatReply | None:
     """A quick-reply press: our payloads are "<action id>:<value>" (notifiers/senders/twilio.py)."""
     action, _, value = form["ButtonPayload"].partition(":")
-    if action not in chat.ACTIONS:
+    if action not in chat.ACTIONS and action not in customer_actions.ACTIONS:
         log.info("unknown button payload %r: answered as its text", form["ButtonPayload"])
         return chat.reply(ctx, user, form.get("ButtonText") or form.get("Body", ""), channel)
     return chat.act(ctx, user, action, value, channel)

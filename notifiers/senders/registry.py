@@ -86,7 +86,7 @@ def build_senders(settings: Settings, *, console: Console | None = None, engine:
     if "teams" in chat:
         from notifiers.senders.teams import TeamsSender
 
-        senders["teams"] = TeamsSender(settings.teams, engine)
+        senders["teams"] = TeamsSender(settings.teams, engine, max_chars=settings.drafts.max_chars)
     for channel in ("sms", "whatsapp"):
         if channel in chat:
             from notifiers.senders.twilio import TwilioSender

@@ -3,6 +3,10 @@
 The recipient is a channel id (C…, G…) or a user id (U…, W…): a user's DM is opened first with
 conversations.open. The dispatcher keeps Slack's 1 message/s per channel and retries; this sender only
 classifies a failure and passes Retry-After on, so the SDK's own retry handlers are turned off.
+
+An `approval_update` row (services/approvals.py: a draft was decided, wherever) posts nothing new: it
+redraws the approval card already posted, named by payload["replace"] = "CHANNEL:TS" (that card's
+provider id), in place with chat.update.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 # Errors that will not change on a retry of the same message: the address or the token is wrong.
 PERMANENT = frozenset({"channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "account_inactive",
                        "user_not_found", "token_revoked", "not_authed", "missing_scope", "cannot_dm_bot",
-                       "user_disabled", "invalid_blocks", "msg_too_long", "no_text", "restricted_action"})
+                       "user_disabled", "invalid_blocks", "msg_too_long", "no_text", "restricted_action",
+                       "message_not_found", "cant_update_message", "edit_window_closed"})
 TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
 TIMEOUT_S = 10
+UPDATE_KIND = "approval_update"  # redraws the card named by payload["replace"] instead of posting
 
 
 def utcnow() -> datetime:
@@ -64,6 +70,8 @@ class SlackSender:
         if not (CHANNEL_ID.match(recipient) or USER_ID.match(recipient)):
             raise PermanentError("bad_recipient", f"{recipient!r} is not a Slack channel or user id")
         card: dict[str, Any] = msg.payload or {}
+        if msg.kind == UPDATE_KIND:
+            return await self._update(card, msg.body)
         topic = card.get("topic")
         thread = await asyncio.to_thread(self._thread_of, recipient, topic) if topic else None
         channel = await self._call("conversations_open", users=recipient) if USER_ID.match(recipient) else None
@@ -77,6 +85,14 @@ class SlackSender:
         if topic and thread is None:
             await asyncio.to_thread(self._remember, recipient, topic, ts)
         return Sent(provider_id=f"{posted.get('channel') or channel_id}:{ts}")
+
+    async def _update(self, card: dict[str, Any], body: str) -> Sent:
+        channel, _, ts = str(card.get("replace") or "").partition(":")
+        if not CHANNEL_ID.match(channel) or not ts:
+            raise PermanentError("bad_replace", f"{card.get('replace')!r} names no Slack message (CHANNEL:TS)")
+        # Without `blocks` chat.update keeps the old ones (the buttons): always send them, if need be empty.
+        await self._call("chat_update", channel=channel, ts=ts, **{"blocks": [], **slack_blocks.message(card, body)})
+        return Sent(provider_id=f"{channel}:{ts}")
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
         try:

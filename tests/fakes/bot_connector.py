@@ -6,14 +6,18 @@ sends them and Bot Framework tokens signed with a test key.
         ... POST body to our /api/messages ...
         bc.wait_for(1)[0].activity["text"]        # what the bot posted back
         bc.fail_next(1, 429, retry_after="3")     # the next post gets 429 + Retry-After: 3 (or 403, 404, 500)
+        bc.updates                                # the PUTs that edited a posted activity in place
 
 Routes (the Bot Connector REST API v3, and the two Microsoft identity endpoints a bot uses):
     POST /v3/conversations/{id}/activities              send to a conversation (proactive)
     POST /v3/conversations/{id}/activities/{replyToId}  reply to an activity
+    PUT  /v3/conversations/{id}/activities/{activityId} update an activity (404 unless this fake posted it there)
     POST /v3/conversations                              create a conversation
     POST /{tenant}/oauth2/v2.0/token                    client-credentials token (Entra ID)
     GET  /keys                                          the JWKS of the test signing key
-Every POST to /v3 is recorded with its Authorization header; posts answer {"id": "activity-N"}.
+Every POST and PUT to /v3 is recorded with its Authorization header (a PUT's activity id in reply_to_id); posts
+answer {"id": "activity-N"}, updates {"id": <the activity id>}. A channel thread's id ("19:x;messageid=1")
+names the channel's activities too.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ class _State:
         self.tokens: list[dict[str, str]] = []
         self.failures: deque[tuple[int, str | None]] = deque()
         self.ids = itertools.count(1)
+        self.activities: dict[tuple[str, str], dict[str, Any]] = {}  # (conversation, id) -> as last posted/put
 
 
 class BotConnector(LoopbackServer):
@@ -114,6 +119,16 @@ class BotConnector(LoopbackServer):
     def posts(self) -> list[Posted]:
         with self._state.lock:
             return list(self._state.posts)
+
+    @property
+    def updates(self) -> list[Posted]:
+        """The PUTs (updates of an activity in place), in arrival order."""
+        return [p for p in self.posts if p.method == "PUT"]
+
+    def activity(self, conversation: str, activity_id: str) -> dict[str, Any] | None:
+        """An activity as it stands now: as posted, or as last updated."""
+        with self._state.lock:
+            return self._state.activities.get((_base_conversation(conversation), activity_id))
 
     @property
     def tokens(self) -> list[dict[str, str]]:
@@ -162,10 +177,13 @@ class BotConnector(LoopbackServer):
     def message(self, text: str, *, conversation: str = "a:1personal-chat", conversation_type: str = "personal",
                 user: str = "29:1user", aad: str | None = "aad-user-1", name: str = "Ada Ops",
                 mention: bool = False, id: str | None = None, value: dict[str, Any] | None = None,
-                team: str | None = None) -> dict[str, Any]:
-        """A message; `mention` puts "<at>Backorder Bot</at> " before the text with its mention entity."""
+                team: str | None = None, reply_to: str | None = None) -> dict[str, Any]:
+        """A message; `mention` puts "<at>Backorder Bot</at> " before the text with its mention entity;
+        `reply_to`: the activity it answers (an Action.Submit names the card's message)."""
         body = self._base("message", conversation=conversation, conversation_type=conversation_type, user=user,
                           aad=aad, name=name, id=id, team=team)
+        if reply_to is not None:
+            body["replyToId"] = reply_to
         body["textFormat"] = "plain"
         if mention:
             at = f"<at>{BOT_NAME}</at>"
@@ -190,14 +208,16 @@ class BotConnector(LoopbackServer):
 
     def action_execute(self, verb: str, data: dict[str, Any], *, conversation: str = "a:1personal-chat",
                        conversation_type: str = "personal", user: str = "29:1user", aad: str | None = "aad-user-1",
-                       name: str = "Ada Ops", id: str | None = None) -> dict[str, Any]:
-        """The invoke a press of an Action.Execute button sends (adaptiveCard/action)."""
+                       name: str = "Ada Ops", id: str | None = None,
+                       reply_to: str = "1699999999999") -> dict[str, Any]:
+        """The invoke a press of an Action.Execute button sends (adaptiveCard/action); `reply_to` is the id of
+        the message holding the card."""
         body = self._base("invoke", conversation=conversation, conversation_type=conversation_type, user=user,
                           aad=aad, name=name, id=id, team=None)
         body["name"] = "adaptiveCard/action"
         body["value"] = {"action": {"type": "Action.Execute", "id": f"btn-{verb}", "verb": verb, "data": data},
                          "trigger": "manual"}
-        body["replyToId"] = "1699999999999"
+        body["replyToId"] = reply_to
         return body
 
     # -- server
@@ -224,7 +244,28 @@ class BotConnector(LoopbackServer):
                 return web.json_response({"error": {"code": "Failure", "message": f"status {status}"}},
                                          status=status, headers=headers)
             record(request, body, 200)
+            with state.lock:
+                state.activities[(_base_conversation(request.match_info["conversation"]), f"activity-{next_id}")] = body
             return web.json_response({"id": f"activity-{next_id}"})
+
+        async def update_activity(request: web.Request) -> web.Response:
+            body = await request.json()
+            key = (_base_conversation(request.match_info["conversation"]), request.match_info["reply_to"])
+            with state.lock:
+                failure = state.failures.popleft() if state.failures else None
+                known = key in state.activities
+            if failure is None and not known:
+                failure = (404, None)
+            if failure is not None:
+                status, retry_after = failure
+                record(request, body, status)
+                headers = {"Retry-After": retry_after} if retry_after is not None else {}
+                return web.json_response({"error": {"code": "Failure", "message": f"status {status}"}},
+                                         status=status, headers=headers)
+            with state.lock:
+                state.activities[key] = body
+            record(request, body, 200)
+            return web.json_response({"id": key[1]})
 
         async def create_conversation(request: web.Request) -> web.Response:
             body = await request.json()
@@ -248,10 +289,16 @@ class BotConnector(LoopbackServer):
         app = web.Application()
         app.router.add_post("/v3/conversations/{conversation}/activities", post_activity)
         app.router.add_post("/v3/conversations/{conversation}/activities/{reply_to}", post_activity)
+        app.router.add_put("/v3/conversations/{conversation}/activities/{reply_to}", update_activity)
         app.router.add_post("/v3/conversations", create_conversation)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", token)
         app.router.add_get("/keys", keys)
         return app
+
+
+def _base_conversation(conversation: str) -> str:
+    """A channel thread ("19:x@thread.tacv2;messageid=1") is in its channel: the activities are the channel's."""
+    return conversation.split(";", 1)[0]
 
 
 def dumps(activity: dict[str, Any]) -> bytes:

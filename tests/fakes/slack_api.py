@@ -16,6 +16,8 @@ A wrong or missing bearer token gets {"ok": false, "error": "invalid_auth"} as S
     body, headers = signer.event({"type": "message", ...}, event_id="Ev1")     # event_callback envelope
     body, headers = signer.command("/backorder", "where is 1042", user_id="U1", response_url=...)
     body, headers = signer.interaction({"type": "block_actions", ...})        # payload=<json>, form-encoded
+    body, headers = signer.block_actions(user_id="U1", action_id="bo:x", value="7", channel_id="C1", ...)
+    body, headers = signer.view_submission(opened_view, user_id="U1", values={"block": {"input": "text"}})
 """
 
 from __future__ import annotations
@@ -280,7 +282,8 @@ class SlackSigner:
         return body, {"Content-Type": "application/x-www-form-urlencoded", **self.sign(body)}
 
     def block_actions(self, *, user_id: str, action_id: str, value: str, channel_id: str, message_ts: str,
-                      response_url: str, thread_ts: str | None = None) -> tuple[bytes, dict[str, str]]:
+                      response_url: str, thread_ts: str | None = None,
+                      trigger_id: str = "13345224609.738474920.8088930838d88f008e0") -> tuple[bytes, dict[str, str]]:
         """A button press on a message the bot posted (the payload Slack sends for block_actions)."""
         message: dict[str, Any] = {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "ts": message_ts,
                                    "text": "card"}
@@ -292,10 +295,32 @@ class SlackSigner:
             "api_app_id": self.app_id, "token": "legacy-verification-token",
             "container": {"type": "message", "message_ts": message_ts, "channel_id": channel_id,
                           "is_ephemeral": False},
-            "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+            "trigger_id": trigger_id,
             "team": {"id": self.team_id, "domain": "backorders"},
             "channel": {"id": channel_id, "name": "backorders"},
             "message": message, "response_url": response_url,
             "actions": [{"action_id": action_id, "block_id": "b1", "text": {"type": "plain_text", "text": "x"},
                          "value": value, "type": "button", "action_ts": f"{int(time.time())}.000100"}],
+        })
+
+    def view_submission(self, view: dict[str, Any], *, user_id: str, values: dict[str, dict[str, str | None]],
+                        view_id: str = "V0MODAL01") -> tuple[bytes, dict[str, str]]:
+        """The submission of a modal the app opened (`view`: the views.open argument) with the inputs typed:
+        values = {block_id: {action_id: text}} for plain_text_input elements, as Slack sends view_submission."""
+        state = {block: {action: {"type": "plain_text_input", "value": text} for action, text in inputs.items()}
+                 for block, inputs in values.items()}
+        return self.interaction({
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": "backorders"},
+            "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": self.team_id},
+            "api_app_id": self.app_id, "token": "legacy-verification-token",
+            "trigger_id": "13345224610.738474920.8088930838d88f008e1",
+            "view": {"id": view_id, "team_id": self.team_id, "type": "modal", "blocks": view.get("blocks", []),
+                     "private_metadata": view.get("private_metadata", ""), "callback_id": view.get("callback_id", ""),
+                     "state": {"values": state}, "hash": "1767225600.AbCdEf12", "title": view.get("title"),
+                     "clear_on_close": False, "notify_on_close": False, "close": view.get("close"),
+                     "submit": view.get("submit"), "previous_view_id": None, "root_view_id": view_id,
+                     "app_id": self.app_id, "external_id": "", "app_installed_team_id": self.team_id,
+                     "bot_id": BOT_ID},
+            "response_urls": [], "is_enterprise_install": False, "enterprise": None,
         })

@@ -585,8 +585,9 @@ def test_a_recipient_that_is_no_slack_id_is_refused(sctx: Context, slack: FakeSl
 # -- the manifest -----------------------------------------------------------------------------------
 ROOT = Path(__file__).resolve().parents[2]
 # Slack's documented scope for each Web API method the code calls (none: no scope needed).
-METHOD_SCOPES: dict[str, set[str]] = {"chat.postMessage": {"chat:write"}, "conversations.open": {"im:write"},
-                                      "views.publish": set(), "auth.test": set()}
+METHOD_SCOPES: dict[str, set[str]] = {"chat.postMessage": {"chat:write"}, "chat.update": {"chat:write"},
+                                      "chat.postEphemeral": {"chat:write"}, "conversations.open": {"im:write"},
+                                      "views.publish": set(), "views.open": set(), "auth.test": set()}
 EVENT_SCOPES: dict[str, set[str]] = {"app_mention": {"app_mentions:read"}, "message.im": {"im:history"},
                                      "app_home_opened": set()}
 CALLS = re.compile(r"client\.([a-z]+_[A-Za-z]+)\(|_call\(\"([a-z]+_[A-Za-z]+)\"|\b(say)\(")
@@ -616,9 +617,11 @@ def test_the_manifest_matches_what_the_code_registers_and_calls() -> None:
     assert settings["interactivity"]["is_enabled"] is True
     assert settings["socket_mode_enabled"] is False and settings["org_deploy_enabled"] is False
     # Every button a card can carry is handled by the actions listener.
-    assert all(ACTION_IDS.match(f"bo:{action}") for action in ACTIONS) and not ACTION_IDS.match("bo:drop_tables")
+    assert all(ACTION_IDS.match(f"bo:{action}") for action in (*ACTIONS, "draft_approve", "draft_edit", "draft_reject"))
+    assert not ACTION_IDS.match("bo:drop_tables") and not ACTION_IDS.match("bo:draft_drop")
     called = methods_called()
-    assert called == {"auth.test", "chat.postMessage", "conversations.open", "views.publish"}
+    assert called == {"auth.test", "chat.postMessage", "chat.update", "chat.postEphemeral", "conversations.open",
+                      "views.publish", "views.open"}
     unknown = called - METHOD_SCOPES.keys()
     assert not unknown, f"add the scope of {unknown} to METHOD_SCOPES and the manifest"
     needed = set().union(*(METHOD_SCOPES[m] for m in called), *(EVENT_SCOPES[e] for e in EVENTS.values()),

@@ -298,7 +298,7 @@ def test_a_team_alert_goes_out_proactively_as_an_adaptive_card(client: TestClien
                for a in card["actions"])
     with dev.engine.connect() as conn:
         sent = conn.execute(select(t.outbox.c.status, t.outbox.c.provider_id).where(t.outbox.c.id == row.id)).one()
-    assert sent.status == "sent" and sent.provider_id == "activity-1"
+    assert sent.status == "sent" and sent.provider_id == f"{OPS}|activity-1"  # conversation|activity: editable
 
 
 def test_a_burst_to_one_conversation_keeps_the_rate(ctx: Context, bc: BotConnector) -> None:
@@ -356,7 +356,7 @@ def test_sender_classifies_throttling_removal_and_server_errors(sender: TeamsSen
     bc.fail_next(1, 502)
     assert isinstance(failure(sender, alert()), RetryableError)
     sent = asyncio.run(sender.send(alert(payload={})))  # a chat reply row: text only
-    assert sent.provider_id == "activity-5"
+    assert sent.provider_id == f"{OPS}|activity-5"
     assert "attachments" not in bc.posts[-1].activity and bc.posts[-1].activity["text"] == "Task #7: count KTL-200"
     assert [p.status for p in bc.posts] == [429, 403, 404, 502, 200]
 
@@ -475,7 +475,7 @@ def test_production_sender_posts_only_to_a_bot_connector_host(prod_ctx: Context,
         assert isinstance(refused, PermanentError) and refused.reason == "bad_service_url"
         assert evil.posts == [] and evil.tokens == [] and bc.tokens == []
         sent = asyncio.run(sender.send(alert()))
-    assert sent.provider_id == "activity-1"
+    assert sent.provider_id == f"{OPS}|activity-1"
     assert bc.posts[0].authorization is not None and bc.posts[0].authorization.startswith("Bearer bot-token-")
 
 
@@ -530,5 +530,5 @@ def test_an_alert_to_a_person_goes_to_their_one_to_one_chat(client: TestClient, 
     sender = TeamsSender(dev.settings.teams, dev.engine)
     sent = asyncio.run(sender.send(alert(recipient="aad-ada")))
     last = bc.posts[-1]
-    assert last.path == "/v3/conversations/a:1chat-ada/activities" and sent.provider_id == "activity-2"
+    assert last.path == "/v3/conversations/a:1chat-ada/activities" and sent.provider_id == "a:1chat-ada|activity-2"
     assert last.activity["attachments"][0]["content"]["actions"][0]["verb"] == "complete_task"

@@ -25,6 +25,7 @@ from notifiers.render import (
     TEMPLATE_CHANNELS,
     Rendered,
     environment,
+    render_approved,
     render_notice,
     resolve_locale,
     template_names,
@@ -108,6 +109,13 @@ TASK = {"id": 12, "kind": "expedite_po", "sku": "SKU-001", "title": "Expedite PO
         "severity": "high", "detail": {"po_id": "PO-7", "waiting_units": 30, "lines": ["L1", "L2"]}}
 
 
+OFFER = {"id": 7, "sku": "SKU-001", "name": "Widget Pro", "substitute_sku": "SKU-009", "substitute_name": "Widget Max",
+         "qty": 3, "available_on": "2026-03-10", "price_diff_pct": 4.0}
+DRAFT = {"id": 31, "kind": "delay_notice", "notice_kind": "backorder_created", "channel": "whatsapp",
+         "text": "Hello Ann,\n\nWidget Pro is on backorder until Mar 9, 2026.", "source": "llm",
+         "decided_by": "ana", "decided_at": "2026-03-02T10:00:00+00:00", "problems": 0, "fallback_reason": None}
+
+
 def facts(kind: str, items: list[dict[str, Any]], locale: str = "en",
           name: str = "Ann Lee") -> dict[str, Any]:
     cust = customer(name, locale)
@@ -122,6 +130,17 @@ def facts(kind: str, items: list[dict[str, Any]], locale: str = "en",
         return {**base, "value": 4250.5, "threshold": 1000.0}
     if kind in ("procurement_task", "inventory_task", "handoff_task"):
         return {"task": TASK}
+    if kind in ("substitution_offer", "substitution_confirmed", "substitution_declined"):
+        return {"customer": cust, "order": order(), "items": [], "offer": OFFER}
+    if kind == "partial_shipment_offer":
+        return base  # its items are the partly reserved lines
+    if kind == "partial_shipment_confirmed":
+        return {"customer": cust, "order": order(), "items": [], "choice": "ship_now"}
+    if kind == "question_reply":
+        return {"customer": cust, "order": None, "items": [], "task": {"id": 12}}
+    if kind in ("approval_request", "approval_escalation", "approval_outcome"):
+        return {"draft": {**DRAFT, "status": "approved" if kind == "approval_outcome" else "pending"},
+                "customer": cust, "order": order(), "items": base["items"], "offer": None}
     if kind == "ops_digest":
         top = [{"sku": f"SKU-{n:03d}", "name": nm, "lines": 20 - n, "units": 90 - n, "value": 1234.5 * n}
                for n, nm in enumerate(LONG_NAMES[:8], start=1)]
@@ -473,3 +492,22 @@ def test_sandbox_answers_as_the_stock_one(source: str, html: bool) -> None:
             return f"{type(e).__name__}: {e}"
 
     assert outcome(environment(html)) == outcome(stock)
+
+
+def test_an_approved_text_keeps_the_notices_subject_buttons_and_escapes_its_html() -> None:
+    f = facts("substitution_offer", short_items())
+    words = "Hi Ann,\n\nWe can send <Widget Max> instead.\nReply below."
+    email = render_approved("substitution_offer", "email", "en", f, words)
+    assert email.body == words + "\n\nReply SWAP 7 to take it, or KEEP 7 to keep waiting."
+    assert email.subject == render_notice("substitution_offer", "email", "en", f).subject
+    assert email.html is not None and "&lt;Widget Max&gt;" in email.html and "<br>Reply below." in email.html
+    card = render_approved("substitution_offer", "whatsapp", "en", f, words).card
+    assert card is not None and card["text"] == words
+    assert [a["id"] for a in card["actions"]] == ["accept_substitute", "decline_substitute"]
+    assert {a["value"] for a in card["actions"]} == {"7"}
+    sms = render_approved("substitution_offer", "sms", "es", f, words).body
+    assert sms == words + "\n\nResponda CAMBIAR 7 para aceptarlo, o MANTENER 7 para seguir esperando."
+    assert render_approved("substitution_offer", "sms", "en", f, sms + " Reply SWAP 7 to take it, or KEEP 7 to keep "
+                           "waiting.").body.count("SWAP 7") == 1
+    assert render_approved("backorder_created", "sms", "en", facts("backorder_created", short_items()),
+                           words).body == words

@@ -1,0 +1,270 @@
+"""Deciding on a draft: approve (as written or edited), reject; expiry and cancellation close it the same way.
+
+A decision is one conditional UPDATE (status = 'pending' in its WHERE clause): of two approvers clicking
+at once, or one clicking twice, or a click on a card that is already decided, exactly one changes the
+row; every other gets `AlreadyDecided`, which says who decided what and when. The approved text's
+outbox rows, the audit entry (prompt version, model, draft, edit diff, approver) and the updates of
+every approval card already posted commit in that same transaction.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, String, and_, case, cast, literal, select, update
+
+from services import drafts
+from services.context import Context
+from store import tables as t
+from store.db import unit_of_work
+from store.upsert import insert_ignore
+
+ACTING = ("approver",)
+
+
+@dataclass(frozen=True)
+class Approver:
+    staff_id: str
+    roles: frozenset[str]
+
+
+class DraftNotFound(LookupError):
+    pass
+
+
+class NotAllowed(PermissionError):
+    pass
+
+
+class BadEdit(ValueError):
+    """An edited text we cannot send; the message names the field."""
+
+
+class AlreadyDecided(Exception):
+    def __init__(self, view: dict[str, Any]) -> None:
+        self.view = view
+        super().__init__(decided_message(view))
+
+
+def decided_message(view: Mapping[str, Any]) -> str:
+    """"already approved by ana at 2026-12-01T10:00:00+00:00" (the one outcome every late click hears)."""
+    if view["status"] == "drafting":
+        return "still being drafted"
+    return f"already {view['status']} by {view['decided_by'] or 'nobody'} at {view['decided_at'] or '-'}"
+
+
+def may_decide(ctx: Context, who: Approver) -> bool:
+    return bool(who.roles & set(ctx.settings.drafts.approver_roles)) or "admin" in who.roles
+
+
+def approve(ctx: Context, draft_id: int, who: Approver, *, via: str, text: str | None = None) -> dict[str, Any]:
+    """Approve a pending draft (with `text`, as edited): its message is planned now, in this transaction."""
+    check(ctx, who)
+    if text is not None:
+        text = _edited(ctx, text)
+    now = ctx.now()
+    with unit_of_work(ctx.engine) as conn:
+        before = _row(conn, draft_id)
+        if before["status"] != "pending":
+            raise AlreadyDecided(view(before))
+        values: dict[str, Any] = {}
+        if text is not None and text != before["text"]:
+            values.update(text=text, edited=True)
+        if not _decide(conn, draft_id, "approved", who.staff_id, via, now, **values):
+            raise AlreadyDecided(view(_row(conn, draft_id)))
+        send_approved(conn, ctx, draft_id, decided_by=who.staff_id, via=via, now=now, decided=True,
+                      original=before["text"])
+        return view(_row(conn, draft_id))
+
+
+def reject(ctx: Context, draft_id: int, who: Approver, *, via: str, reason: str | None = None) -> dict[str, Any]:
+    """Reject a pending draft: nothing goes to the customer, an offer in it is withdrawn."""
+    check(ctx, who)
+    now = ctx.now()
+    with unit_of_work(ctx.engine) as conn:
+        current = _row(conn, draft_id)
+        if current["status"] != "pending" or not close(conn, ctx, draft_id, "rejected", decided_by=who.staff_id,
+                                                       via=via, now=now, reason=reason):
+            raise AlreadyDecided(view(_row(conn, draft_id)))
+        return view(_row(conn, draft_id))
+
+
+def check(ctx: Context, who: Approver) -> None:
+    """NotAllowed unless `who` may decide (front doors ask before opening an edit form)."""
+    if not may_decide(ctx, who):
+        roles = " or ".join(ctx.settings.drafts.approver_roles)
+        raise NotAllowed(f"only staff with the {roles} role may approve, edit or reject drafts")
+
+
+def _edited(ctx: Context, text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise BadEdit("text: the edited message is empty")
+    limit = ctx.settings.drafts.max_chars
+    if len(text) > limit:
+        raise BadEdit(f"text: {len(text)} characters, at most {limit}")
+    return text
+
+
+def _row(conn: Connection, draft_id: int) -> Mapping[str, Any]:
+    row = conn.execute(select(t.drafts).where(t.drafts.c.id == draft_id)).mappings().first()
+    if row is None:
+        raise DraftNotFound(f"draft {draft_id} not found")
+    return row
+
+
+def _decide(conn: Connection, draft_id: int, status: str, by: str, via: str, now: datetime,
+            open_statuses: Collection[str] = ("pending",), **values: Any) -> bool:
+    d = t.drafts
+    return bool(conn.execute(update(d).where(d.c.id == draft_id, d.c.status.in_(tuple(open_statuses))).values(
+        status=status, decided_by=by, decided_at=now, decided_via=via, updated_at=now, **values)).rowcount)
+
+
+def send_approved(conn: Connection, ctx: Context, draft_id: int, *, decided_by: str, via: str, now: datetime,
+                  decided: bool = False, original: str | None = None) -> None:
+    """Plan the approved text to the customer, audit the decision and update the approval cards.
+
+    `decided`: the caller already moved the row to approved (a person's click); a policy's auto-send moves it here.
+    """
+    if not decided:
+        _decide(conn, draft_id, "approved", decided_by, via, now, open_statuses=drafts.OPEN)
+    d = _row(conn, draft_id)
+    found = drafts.customer_of(conn, d["customer_id"]) if d["customer_id"] else None
+    if found is not None:
+        customer, segment = found
+        from services.notifications import RowBuilder
+
+        builder = RowBuilder(ctx, f"draft:{draft_id}", now, now)
+        rows = builder.for_customer(conn, d["notice_kind"], customer, dict(d["facts"]), segment,
+                                    scope=f"draft:{draft_id}", order_id=d["order_id"], line_ids=d["line_ids"],
+                                    sku=d["sku"], text=d["text"])
+        insert_ignore(conn, t.outbox, rows, ["idempotency_key"])
+    original = d["text"] if original is None else original
+    diff = "".join(difflib.unified_diff(original.splitlines(keepends=True), d["text"].splitlines(keepends=True),
+                                        "draft", "approved")) if d["edited"] else ""
+    _audit(conn, d, "draft_approved", decided_by, now, before={"text": original},
+           after={"text": d["text"], "edited": bool(d["edited"]), "diff": diff, "via": via})
+    _update_cards(conn, ctx, d, now)
+
+
+def close(conn: Connection, ctx: Context, draft_id: int, status: str, *, decided_by: str, via: str, now: datetime,
+          reason: str | None = None) -> bool:
+    """Reject, expire or cancel an open draft in the caller's transaction; False when it was decided already."""
+    if not _decide(conn, draft_id, status, decided_by, via, now, open_statuses=drafts.OPEN):
+        return False
+    d = _row(conn, draft_id)
+    if d["offer_id"] is not None:
+        o = t.substitution_offers
+        conn.execute(update(o).where(o.c.id == d["offer_id"], o.c.status == "offered")
+                     .values(status="withdrawn", decided_at=now))
+    if status == "expired" and d["kind"] == "delay_notice" and ctx.settings.drafts.expired_send_template:
+        found = drafts.customer_of(conn, d["customer_id"]) if d["customer_id"] else None
+        if found is not None:
+            from services.notifications import RowBuilder
+
+            rows = RowBuilder(ctx, f"draft:{draft_id}", now, now).for_customer(
+                conn, d["notice_kind"], found[0], dict(d["facts"]), found[1], scope=f"draft:{draft_id}",
+                order_id=d["order_id"], line_ids=d["line_ids"], sku=d["sku"], text=d["template_text"])
+            insert_ignore(conn, t.outbox, rows, ["idempotency_key"])
+    _audit(conn, d, f"draft_{status}", decided_by, now, before={"text": d["text"]}, after={"via": via},
+           reason=reason)
+    _update_cards(conn, ctx, d, now)
+    return True
+
+
+def _audit(conn: Connection, d: Mapping[str, Any], action: str, actor: str, now: datetime, *,
+           before: dict[str, Any] | None, after: dict[str, Any], reason: str | None = None) -> None:
+    after = {**after, "kind": d["kind"], "source": d["source"], "model": d["model"],
+             "prompt_version": d["prompt_version"], "approver": actor, "order_id": d["order_id"],
+             "customer_id": d["customer_id"]}
+    conn.execute(t.audit_log.insert().values(at=now, actor=actor[:100], action=action, entity="draft",
+                                             entity_id=str(d["id"]), reason=reason, before=before, after=after))
+
+
+def _update_cards(conn: Connection, ctx: Context, d: Mapping[str, Any], now: datetime) -> None:
+    """Every approval card already posted for this draft is redrawn with the outcome, in place."""
+    o = t.outbox
+    cards = conn.execute(select(o.c.id, o.c.channel, o.c.recipient, o.c.provider_id, o.c.role, o.c.locale).where(
+        o.c.cause == f"draft:{d['id']}", o.c.kind.in_(("approval_request", "approval_escalation")),
+        o.c.channel.in_(("slack", "teams")), o.c.status.in_(("sent", "delivered")), o.c.provider_id.isnot(None))).all()
+    if not cards:
+        return
+    from services.notifications import RowBuilder, idempotency_key
+
+    outcome = outcome_card(d)
+    builder = RowBuilder(ctx, f"draft:{d['id']}", now, now)
+    rows = []
+    for card in cards:
+        key = idempotency_key("approval_update", card.channel, f"draft:{d['id']}", d["status"], card.id)
+        rows.append(builder._base("approval_update", "staff", key, channel=card.channel, recipient=card.recipient,
+                                  role=card.role, order_id=d["order_id"], customer_id=d["customer_id"],
+                                  body=outcome["text"], urgent=True,
+                                  payload={**outcome, "replace": card.provider_id, "draft_id": d["id"]}))
+    insert_ignore(conn, o, rows, ["idempotency_key"])
+
+
+def outcome_card(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The card an approval card becomes once decided: the final text, who did what and when, no buttons."""
+    from notifiers.render import render_notice
+
+    rendered = render_notice("approval_outcome", "slack", "en", drafts.card_facts(d))
+    card = dict(rendered.card or {})
+    card.update(kind="approval_outcome", actions=[], note=rendered.body.splitlines()[-1] if rendered.body else "",
+                edited=bool(d["edited"]))
+    return card
+
+
+def view(d: Mapping[str, Any], shown: str | None = None) -> dict[str, Any]:
+    """A draft as the API shows it."""
+    status = shown or d["status"]
+    return {"id": d["id"], "kind": d["kind"], "notice_kind": d["notice_kind"], "order_id": d["order_id"],
+            "customer_id": d["customer_id"], "text": d["text"], "status": status,
+            "created_at": drafts.iso(d["created_at"]), "decided_by": d["decided_by"],
+            "decided_at": drafts.iso(d["decided_at"]), "decided_via": d["decided_via"], "channel": d["channel"],
+            "source": d["source"], "model": d["model"], "prompt_version": d["prompt_version"],
+            "edited": bool(d["edited"]), "expires_at": drafts.iso(d["expires_at"]),
+            "escalated_at": drafts.iso(d["escalated_at"]), "grounding": d["grounding"], "offer_id": d["offer_id"]}
+
+
+def approver_of(roles: Collection[str], staff_id: str) -> Approver:
+    return Approver(staff_id=staff_id, roles=frozenset(roles))
+
+
+def _status() -> Any:
+    """A draft's status as shown: approved becomes sent once a message of it reached the provider."""
+    d, o = t.drafts, t.outbox
+    sent = (select(o.c.id).where(o.c.cause == literal("draft:", String) + cast(d.c.id, String),
+                                 o.c.audience == "customer", o.c.status.in_(("sent", "delivered")))
+            .correlate(d).exists())
+    return case((and_(d.c.status == "approved", sent), "sent"), else_=d.c.status)
+
+
+def get_draft(ctx: Context, draft_id: int) -> dict[str, Any]:
+    d = t.drafts
+    with ctx.engine.connect() as conn:
+        row = conn.execute(select(d, _status().label("shown")).where(d.c.id == draft_id)).mappings().first()
+    if row is None:
+        raise DraftNotFound(f"draft {draft_id} not found")
+    return view(row, row["shown"])
+
+
+def list_drafts(ctx: Context, status: str | None = None, *, limit: int = 100, order_id: str | None = None,
+                customer_id: str | None = None) -> list[dict[str, Any]]:
+    """Newest first, filtered by the status as shown (sent: approved and handed to the provider)."""
+    d = t.drafts
+    shown = _status()
+    stmt = select(d, shown.label("shown"))
+    if status is not None:
+        # The stored status narrows the rows (its index); the shown one tells approved from sent.
+        stmt = stmt.where(d.c.status == ("approved" if status == "sent" else status), shown == status)
+    if order_id is not None:
+        stmt = stmt.where(d.c.order_id == order_id)
+    if customer_id is not None:
+        stmt = stmt.where(d.c.customer_id == customer_id)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(stmt.order_by(d.c.id.desc()).limit(limit)).mappings().all()
+    return [view(r, r["shown"]) for r in rows]
