@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from drafting.compose import Composed, compose
 from sqlalchemy import Connection, and_, func, select, update
 
+from drafting.compose import Composed, compose
 from notifiers.rules import Segment
 from services.context import Context
 from services.notify_facts import IN_CHUNK, CustomerFacts, load_customers
@@ -119,9 +119,9 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-# -- the worker's jobs ---------------------------------------------------------------------------
+# -- the worker's jobs (services/worker.py) -------------------------------------------------------
 def run_due(ctx: Context) -> None:
-    """Compose what waits for the model, then expire and escalate what waits for a person."""
+    """Compose what waits for the model, then expire and escalate what waits for a person (worker --once)."""
     compose_due(ctx)
     expire_due(ctx)
     escalate_due(ctx)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from notifiers.dispatch import Dispatcher
 from notifiers.senders.registry import build_senders, channel_rates
-from services import digests
+from services import digests, drafts
 from services.applier import Applier
 from services.context import Context
 from store.chat_state import purge_deliveries
@@ -24,8 +24,11 @@ DELIVERIES_KEPT = timedelta(days=7)  # past any provider's retries and WhatsApp'
 
 
 def jobs(ctx: Context) -> None:
-    """What a worker does now and then besides sending: digests, and forgetting old inbound deliveries."""
+    """What a worker does now and then besides sending: digests, drafts past their approval time or expiry,
+    and forgetting old inbound deliveries."""
     digests.run_due(ctx)
+    drafts.expire_due(ctx)
+    drafts.escalate_due(ctx)
     with unit_of_work(ctx.engine) as conn:
         purge_deliveries(conn, ctx.now() - DELIVERIES_KEPT)
 
@@ -46,6 +49,9 @@ async def run_worker(ctx: Context, stop: asyncio.Event, console: Console | None 
     """
     dispatcher = make_dispatcher(ctx, console)
     wake = wake or asyncio.Event()
+    composer = DraftComposer(ctx) if ctx.settings.llm.enabled else None
+    if composer is not None:
+        composer.start()
     applier = None
     if apply_inbox:
         loop = asyncio.get_running_loop()
@@ -54,6 +60,8 @@ async def run_worker(ctx: Context, stop: asyncio.Event, console: Console | None 
     try:
         await dispatcher.run(stop, wake)
     finally:
+        if composer is not None:
+            await asyncio.to_thread(composer.stop)
         if applier is not None:
             await asyncio.to_thread(applier.stop)
         await dispatcher.aclose()
@@ -66,11 +74,42 @@ async def drain_outbox(ctx: Context, console: Console | None = None, max_rounds:
     sent = 0
     try:
         jobs(ctx)
+        while drafts.compose_due(ctx):  # with a model: its drafts and their approval cards, before sending
+            pass
         await dispatcher.drain(max_rounds)
         sent = dispatcher.sent
     finally:
         await dispatcher.aclose()
     return sent
+
+
+class DraftComposer:
+    """Asks the model for the drafts waiting for it, in a thread of its own: a slow or failing model (seconds
+    per draft, two attempts) must not hold up sending, which the dispatcher's jobs tick would."""
+
+    IDLE_S = 1.0
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="draft-composer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = drafts.compose_due(self._ctx)
+            except Exception:  # the store restarting: the drafts stay `drafting` and are claimed again
+                log.exception("composing drafts failed")
+                done = 0
+            if not done:
+                self._stop.wait(self.IDLE_S)
 
 
 class WorkerThread:

@@ -7,13 +7,17 @@ and test_drafts_llm_flow below.
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from fakes.openai_server import FakeOpenAI
+from fakes.openai_server import FakeOpenAI, Stall
 from fastapi.testclient import TestClient
+from rich.console import Console
 from sqlalchemy import select
 
 from backorder.config import load_settings
@@ -21,7 +25,7 @@ from bot.api import create_app
 from services import approvals, chat, drafts
 from services.context import Context
 from services.inbox import drain, store_events
-from services.worker import drain_outbox
+from services.worker import WorkerThread, drain_outbox, jobs
 from store import tables as t
 
 APPROVER = approvals.Approver("ana", frozenset({"approver"}))
@@ -188,13 +192,13 @@ def test_undecided_drafts_escalate_then_expire_and_the_template_goes_out(ctx: Co
     apply(ctx, setup_events("gold"))
     [draft] = rows(ctx, t.drafts)
     clock.now += timedelta(minutes=ctx.settings.drafts.approval_sla_minutes + 1)
-    drafts.run_due(ctx)
-    drafts.run_due(ctx)  # once only
+    jobs(ctx)  # the worker's periodic jobs
+    jobs(ctx)  # once only
     [lead] = rows(ctx, t.outbox, kind="approval_escalation")
     assert lead["role"] == "lead" and f"#{draft['id']}" in lead["body"]
     assert rows(ctx, t.drafts)[0]["escalated_at"] is not None and rows(ctx, t.drafts)[0]["status"] == "pending"
     clock.now += timedelta(hours=ctx.settings.drafts.expire_hours)
-    drafts.run_due(ctx)
+    jobs(ctx)
     expired = rows(ctx, t.drafts)[0]
     assert expired["status"] == "expired" and expired["decided_via"] == "expiry"
     [sent] = customer_rows(ctx)
@@ -271,3 +275,39 @@ def test_a_browser_on_another_site_cannot_decide(ctx: Context) -> None:
     assert no_cors.status_code == 403
     assert client.get(f"/drafts/{draft['id']}").json()["status"] == "pending"
     assert client.post(f"/drafts/{draft['id']}/approve").status_code == 200  # an API client: no Origin
+
+
+def _wait_for(what: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def test_the_worker_keeps_sending_while_the_model_writes_a_draft(ctx: Context) -> None:
+    with FakeOpenAI() as llm:
+        model = configured(ctx, llm={"base_url": llm.base_url, "model": "fake-1", "api_key": "k",
+                                     "timeout_seconds": 10})
+        good = "Dear Ada, the 2 Blue kettle (KTL-200) in order 1042 are on backorder; we are sorry."
+        llm.script([Stall(3.0, then=json.dumps({"text": good, "channel": "console", "facts_used": ["order.id"]}))])
+        apply(model, setup_events("gold"))
+        apply(model, [ev("c2", "customer.upserted", {"customer_id": "C2", "name": "Bo"}),
+                      ev("o2", "order.placed", {"order_id": "2001", "customer_id": "C2",
+                                                "lines": [{"line_id": "1", "sku": "KTL-200", "qty": 1,
+                                                           "unit_price": 40}]})])
+        worker = WorkerThread(model, Console(file=io.StringIO()))
+        worker.start()
+        try:
+            # The standard customer's notice goes out while the model is still writing the gold one's draft.
+            _wait_for(lambda: [r for r in customer_rows(ctx) if r["status"] in ("sent", "delivered")])
+            assert rows(ctx, t.drafts)[0]["status"] == "drafting"
+            _wait_for(lambda: rows(ctx, t.drafts)[0]["status"] == "pending")
+            card = _wait_for(lambda: [r for r in rows(ctx, t.outbox, kind="approval_request")
+                                      if r["status"] in ("sent", "delivered")])
+            assert good in card[0]["body"]
+        finally:
+            worker.stop()
+        assert rows(ctx, t.drafts)[0]["text"] == good and rows(ctx, t.drafts)[0]["source"] == "llm"
