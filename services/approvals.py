@@ -141,7 +141,8 @@ def send_approved(conn: Connection, ctx: Context, draft_id: int, *, decided_by: 
         builder = RowBuilder(ctx, f"draft:{draft_id}", now, now)
         rows = builder.for_customer(conn, d["notice_kind"], customer, dict(d["facts"]), segment,
                                     scope=f"draft:{draft_id}", order_id=d["order_id"], line_ids=d["line_ids"],
-                                    sku=d["sku"], text=d["text"])
+                                    sku=d["sku"], text=d["text"],
+                                    channel_hint=d["channel"] if d["kind"] == "question_reply" else None)
         insert_ignore(conn, t.outbox, rows, ["idempotency_key"])
     original = d["text"] if original is None else original
     diff = "".join(difflib.unified_diff(original.splitlines(keepends=True), d["text"].splitlines(keepends=True),

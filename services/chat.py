@@ -413,7 +413,7 @@ def _pass_on(conn: Connection, ctx: Context, asking: Asking, u: Understanding, t
     to approve or edit (services/offers.question_reply); the customer is told so."""
     task_id = _handoff_task(conn, ctx, asking, text)
     builder = RowBuilder(ctx, f"question:{task_id}", ctx.now(), ctx.now())
-    offers.question_reply(conn, builder, str(asking.customer_id), text[:QUESTION_MAX], task_id)
+    offers.question_reply(conn, builder, str(asking.customer_id), text[:QUESTION_MAX], task_id, asking.channel)
     return _answer(asking, u, "unknown_passed_on", {"task_id": task_id})
 
 

@@ -168,9 +168,10 @@ class RowBuilder:
                               default_digest_at=self.cfg.digest_at)
         if p.stopped:
             return []
-        if channel_hint and channel_hint not in p.channels:
-            p = prefs_mod.Prefs((channel_hint, *p.channels), p.delivery, p.digest_at, p.quiet_hours, p.routing,
-                                p.opt_out, p.max_per_order_per_day)
+        if channel_hint and p.channels[:1] != (channel_hint,):  # this notice's channel first, then theirs
+            first = (channel_hint, *[c for c in p.channels if c != channel_hint])
+            p = prefs_mod.Prefs(first, p.delivery, p.digest_at, p.quiet_hours, p.routing, p.opt_out,
+                                p.max_per_order_per_day)
         tz = prefs_mod.zone(customer.timezone)
         due = self.now
         hours = prefs_mod.window(r.hours.model_dump()) if r.hours else None

@@ -66,16 +66,22 @@ def plan_offers(conn: Connection, builder: RowBuilder, notices: Sequence[Notice]
     return rows
 
 
-def question_reply(conn: Connection, builder: RowBuilder, customer_id: str, question: str, task_id: int) -> None:
+def question_reply(conn: Connection, builder: RowBuilder, customer_id: str, question: str, task_id: int,
+                   asked_on: str | None = None) -> None:
     """A reply to a customer's question for a person to approve (or, by policy, the template's holding answer)."""
     customer = load_customers(conn, [customer_id]).get(customer_id)
     if customer is None or drafts.mode(builder.ctx, "question_reply", customer.tier, 0.0) == "template":
         return  # the chat answer already said a person will reply: the holding template would say it twice
     data = {"customer": customer.template(), "order": None, "items": [], "task": {"id": task_id},
             "question": question}
+    # The answer goes where the question came from (WhatsApp, SMS, e-mail), else to their first channel.
+    hint = asked_on if asked_on in REPLYABLE else None
     rows = builder.for_customer(conn, "question_reply", customer, data, _segment(customer, frozenset()),
-                                scope=f"task:{task_id}")
+                                scope=f"task:{task_id}", channel_hint=hint)
     insert_ignore(conn, t.outbox, rows, ["idempotency_key"])
+
+
+REPLYABLE = ("whatsapp", "sms", "email")
 
 
 def _segment(customer: Any, sources: frozenset[str]) -> Segment:

@@ -311,3 +311,21 @@ def test_the_worker_keeps_sending_while_the_model_writes_a_draft(ctx: Context) -
         finally:
             worker.stop()
         assert rows(ctx, t.drafts)[0]["text"] == good and rows(ctx, t.drafts)[0]["source"] == "llm"
+
+
+def test_the_reply_to_a_question_goes_back_where_it_was_asked(ctx: Context) -> None:
+    twilio = {"account_sid": "AC" + "d4" * 16, "auth_token": "tok", "api_base_url": "http://127.0.0.1:9",
+              "public_base_url": "https://bot.example.com", "sms_from": "+15005550006",
+              "whatsapp_from": "+14155238886"}
+    wa = configured(ctx, twilio=twilio)
+    apply(wa, setup_events("standard"))
+    apply(wa, [ev("c1b", "customer.upserted", {"customer_id": "C1", "name": "Ada", "contacts": {
+        "email": "ada@example.com", "whatsapp": "+447911123456"}, "preferences": {"channels": ["sms", "whatsapp"]}})])
+    question = "Is the blue kettle dishwasher safe and does it come with a warranty?"
+    chat.reply(wa, chat.ChatUser(customer_id="C1"), question, "whatsapp")
+    [draft] = rows(ctx, t.drafts, kind="question_reply")
+    assert draft["channel"] == "whatsapp"
+    approvals.approve(wa, draft["id"], APPROVER, via="api", text="Yes to both: it is dishwasher safe, with 2 years.")
+    [reply] = rows(ctx, t.outbox, kind="question_reply")
+    assert (reply["channel"], reply["recipient"]) == ("whatsapp", "+447911123456")
+    assert reply["body"] == "Yes to both: it is dishwasher safe, with 2 years."
