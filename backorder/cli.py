@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backorder.cli_chat import chat
+from backorder.cli_drafts import drafts_app
 from backorder.cli_notifications import notifications_app, worker
 from backorder.cli_staff import staff_app
 from backorder.config import Settings, load_settings
@@ -32,6 +33,7 @@ app.add_typer(orders_app, name="orders")
 app.add_typer(dl_app, name="deadletters")
 app.add_typer(notifications_app, name="notifications")
 app.add_typer(staff_app, name="staff")
+app.add_typer(drafts_app, name="drafts")
 app.command("worker")(worker)
 app.command("chat")(chat)
 

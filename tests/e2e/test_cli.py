@@ -28,6 +28,18 @@ def test_demo_tells_the_story_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
     for expected in ("the orders come in", "5 x KTL-200 backordered", "PO-77 arrives", "task #",
                      "incident #", "shipped with DPD (DPD-5521)"):
         assert expected in out, expected
+    assert "draft #1 (delay notice, order 1043, customer C-CAL): approved by sam, edited" in out
+    db = {"BACKORDER_DATABASE_URL": "sqlite:///backorder-demo.db"}
+    listed = run(["drafts", "list", "--status", "sent", "--json"], tmp_path, db)
+    assert listed.returncode == 0, listed.stderr
+    sent = json.loads(listed.stdout)
+    assert {(d["customer_id"], d["decided_by"], d["decided_via"]) for d in sent} == {("C-CAL", "sam", "demo")}
+    assert any(d["edited"] and "P.S." in d["text"] for d in sent)
+    stranger = run(["drafts", "approve", str(sent[0]["id"]), "--as", "nobody"], tmp_path, db)
+    assert stranger.returncode == 2 and "no staff member 'nobody'" in stranger.stderr
+    assert run(["staff", "add", "rev", "--role", "approver"], tmp_path, db).returncode == 0
+    late = run(["drafts", "approve", str(sent[0]["id"]), "--as", "rev"], tmp_path, db)
+    assert late.returncode == 1 and "already approved by sam at" in " ".join(late.stdout.split())
     shown = run(["orders", "show", "1044", "--json"], tmp_path,
                 {"BACKORDER_DATABASE_URL": "sqlite:///backorder-demo.db"})
     assert shown.returncode == 0, shown.stderr
