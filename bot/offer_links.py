@@ -17,12 +17,13 @@ from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
+from bot.substitutes_api import OfferId
 from prompts import TEMPLATE_DIR, render
 from services import customer_actions
 from services.context import Context
@@ -31,8 +32,6 @@ from services.customer_actions import link_valid, offer_links, offer_view
 __all__ = ["mount", "offer_links"]
 
 Verb = Literal["accept", "decline"]
-MAX_PK = 2**63 - 1
-OfferId = Annotated[int, Path(ge=1, le=MAX_PK, description="the substitution offer's id")]
 Sig = Annotated[str | None, Query(description="the link's signature")]  # any other answers 403, not 422
 # Nothing cached, nothing framed, nothing indexed, no Referer carrying the signed URL elsewhere.
 HEADERS = {
@@ -78,14 +77,22 @@ def mount(app: FastAPI, ctx: Context, kick: Callable[[], None]) -> None:
         with ctx.engine.connect() as conn:
             return offer_view(conn, offer_id)
 
-    @app.get("/offers/{offer_id}/{verb}", response_class=HTMLResponse, tags=["offers"])
-    async def show(request: Request, offer_id: OfferId, verb: Verb, sig: Sig = None) -> HTMLResponse:
-        """The confirmation page of a signed e-mail link: what the click would do, and a button."""
+    async def _linked_offer(request: Request, offer_id: int, verb: Verb,
+                            sig: str | None) -> dict[str, Any] | HTMLResponse:
+        """The offer a signed link names, or the refusal page: 403 for a bad signature (nothing read), 404."""
         if not link_valid(ctx.settings, verb, offer_id, sig):
             return page("offer_refused", 403, _asked_locale(request), missing=False)
         view = await run_in_threadpool(_view, offer_id)
         if view is None:
             return page("offer_refused", 404, _asked_locale(request), missing=True)
+        return view
+
+    @app.get("/offers/{offer_id}/{verb}", response_class=HTMLResponse, tags=["offers"])
+    async def show(request: Request, offer_id: OfferId, verb: Verb, sig: Sig = None) -> HTMLResponse:
+        """The confirmation page of a signed e-mail link: what the click would do, and a button."""
+        view = await _linked_offer(request, offer_id, verb, sig)
+        if isinstance(view, HTMLResponse):
+            return view
         if view["status"] != "offered":
             closed = customer_actions.Outcome("offer_closed", {"offer": view})
             return page("offer_result", 200, view["locale"], text=_answer_text(closed, view["locale"]))
@@ -95,11 +102,9 @@ def mount(app: FastAPI, ctx: Context, kick: Callable[[], None]) -> None:
     @app.post("/offers/{offer_id}/{verb}", response_class=HTMLResponse, tags=["offers"])
     async def act(request: Request, offer_id: OfferId, verb: Verb, sig: Sig = None) -> HTMLResponse:
         """The button of the confirmation page: accept or decline, then the answer the chat would give."""
-        if not link_valid(ctx.settings, verb, offer_id, sig):
-            return page("offer_refused", 403, _asked_locale(request), missing=False)
-        view = await run_in_threadpool(_view, offer_id)
-        if view is None:
-            return page("offer_refused", 404, _asked_locale(request), missing=True)
+        view = await _linked_offer(request, offer_id, verb, sig)
+        if isinstance(view, HTMLResponse):
+            return view
         outcome = await run_in_threadpool(customer_actions.decide_offer, ctx, offer_id, verb, customer_id=None,
                                           via="email", actor=f"customer:{view['customer_id']}")
         kick()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
@@ -72,21 +73,21 @@ def mount(app: FastAPI, ctx: Context, auth: list[Any]) -> None:
     @app.post("/substitutions/{offer_id}/accept", dependencies=auth, tags=["substitutions"])
     def accept_offer(offer_id: OfferId, body: DecisionIn | None = None) -> dict[str, Any]:
         """Switch the line to the offered substitute (as if the customer accepted); 409 when decided."""
-        body = body or DecisionIn()
-        try:
-            return subs.accept(ctx, offer_id, customer_id=body.customer_id, via="api", actor=body.actor or "api")
-        except subs.UnknownOffer as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except subs.OfferClosed as exc:
-            raise _closed(exc) from exc
+        return _decide(subs.accept, ctx, offer_id, body)
 
     @app.post("/substitutions/{offer_id}/decline", dependencies=auth, tags=["substitutions"])
     def decline_offer(offer_id: OfferId, body: DecisionIn | None = None) -> dict[str, Any]:
         """Decline the offer: the line keeps waiting, the substitute is not offered again; 409 when decided."""
-        body = body or DecisionIn()
-        try:
-            return subs.decline(ctx, offer_id, customer_id=body.customer_id, via="api", actor=body.actor or "api")
-        except subs.UnknownOffer as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except subs.OfferClosed as exc:
-            raise _closed(exc) from exc
+        return _decide(subs.decline, ctx, offer_id, body)
+
+
+def _decide(decision: Callable[..., dict[str, Any]], ctx: Context, offer_id: int,
+            body: DecisionIn | None) -> dict[str, Any]:
+    """subs.accept or subs.decline through the API: 404 for an unknown offer, 409 for one already decided."""
+    body = body or DecisionIn()
+    try:
+        return decision(ctx, offer_id, customer_id=body.customer_id, via="api", actor=body.actor or "api")
+    except subs.UnknownOffer as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except subs.OfferClosed as exc:
+        raise _closed(exc) from exc

@@ -21,8 +21,14 @@ from backorder.config import load_settings
 from services.context import Context
 from store.db import make_engine, upgrade
 from store.models import Base
+from tests.fakes.openai_server import FakeOpenAI
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+# The fake services' fixtures, for every test that asks for one: `fake` (Twilio), `slack`, `bc` (Teams' Bot
+# Connector), each beside the constants and helpers of the tests that drive the app through that channel;
+# `llm` (an OpenAI-compatible server) is below.
+pytest_plugins = ["tests.twilio_bot", "tests.slack_bot", "tests.teams_bot"]
 
 
 def pg_admin_url() -> str:
@@ -96,8 +102,18 @@ class Clock:
 
 
 @pytest.fixture
-def clock() -> Clock:
+def clock(request: pytest.FixtureRequest) -> Clock:
+    """2026-03-02 09:00 UTC; under @pytest.mark.wall_clock the wall clock's time, to the second (still settable)."""
+    if request.node.get_closest_marker("wall_clock") is not None:
+        return Clock(datetime.now(UTC).replace(microsecond=0))
     return Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeOpenAI]:
+    """A fake OpenAI-compatible server on 127.0.0.1 (tests/fakes/openai_server.py)."""
+    with FakeOpenAI() as server:
+        yield server
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """The store's allocation invariants, checked after every event by the replay property test and the
-regression tests that replay a stream it once found."""
+regression tests that replay a stream it once found, and after what an integration test posts or does
+(post_events, invariants_hold)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, func, select
 
 from store import tables as t
 
@@ -41,3 +43,17 @@ def check_invariants(conn: Connection, where: str) -> None:
         full = [r.qty_allocated == r.qty for r in rows]
         holding = [active_line.get(r.id, 0) > 0 for r in rows]
         assert all(full) or not any(holding), f"{where}: ship-complete order {order_id} half allocated: {rows}"
+
+
+def invariants_hold(engine: Engine) -> None:
+    """check_invariants on a connection of its own, after what the test did."""
+    with engine.connect() as conn:
+        check_invariants(conn, "after")
+
+
+def post_events(client: TestClient, events: list[dict[str, Any]], engine: Engine) -> None:
+    """POST /events: every event accepted, and the invariants hold after them."""
+    r = client.post("/events", json=events)
+    assert r.status_code == 200, r.text
+    assert all(x["status"] == "accepted" for x in r.json()["results"]), r.text
+    invariants_hold(engine)

@@ -232,17 +232,21 @@ class BotConnector(LoopbackServer):
                                           body, status, time.monotonic()))
                 state.arrived.notify_all()
 
+        def failed(request: web.Request, body: dict[str, Any], failure: tuple[int, str | None]) -> web.Response:
+            """Record the request as failed and answer with the Bot Connector's error (Retry-After when set)."""
+            status, retry_after = failure
+            record(request, body, status)
+            headers = {"Retry-After": retry_after} if retry_after is not None else {}
+            return web.json_response({"error": {"code": "Failure", "message": f"status {status}"}},
+                                     status=status, headers=headers)
+
         async def post_activity(request: web.Request) -> web.Response:
             body = await request.json()
             with state.lock:
                 failure = state.failures.popleft() if state.failures else None
                 next_id = next(state.ids)
             if failure is not None:
-                status, retry_after = failure
-                record(request, body, status)
-                headers = {"Retry-After": retry_after} if retry_after is not None else {}
-                return web.json_response({"error": {"code": "Failure", "message": f"status {status}"}},
-                                         status=status, headers=headers)
+                return failed(request, body, failure)
             record(request, body, 200)
             with state.lock:
                 state.activities[(_base_conversation(request.match_info["conversation"]), f"activity-{next_id}")] = body
@@ -257,11 +261,7 @@ class BotConnector(LoopbackServer):
             if failure is None and not known:
                 failure = (404, None)
             if failure is not None:
-                status, retry_after = failure
-                record(request, body, status)
-                headers = {"Retry-After": retry_after} if retry_after is not None else {}
-                return web.json_response({"error": {"code": "Failure", "message": f"status {status}"}},
-                                         status=status, headers=headers)
+                return failed(request, body, failure)
             with state.lock:
                 state.activities[key] = body
             record(request, body, 200)

@@ -15,12 +15,11 @@ import pytest
 from conftest import Clock
 from fastapi.testclient import TestClient
 from markupsafe import escape
-from sqlalchemy import select
 
 from backorder.config import load_settings
 from bot.api import create_app
 from services.context import Context
-from store import tables as t
+from tests.draft_rows import audit_rows, customer_rows, draft_row
 
 EVIL = "<script>alert('x')</script> & Co"
 TOKEN = "s3cret-token-for-tests"
@@ -67,25 +66,6 @@ def form_of(page: str, draft_id: int) -> dict[str, str]:
     assert text
     fields["text"] = html.unescape(text.group(1))
     return fields
-
-
-def draft_row(ctx: Context, draft_id: int) -> Any:
-    with ctx.engine.connect() as conn:
-        return conn.execute(select(t.drafts).where(t.drafts.c.id == draft_id)).mappings().one()
-
-
-def customer_rows(ctx: Context, draft_id: int) -> list[Any]:
-    o = t.outbox
-    with ctx.engine.connect() as conn:
-        return list(conn.execute(select(o).where(o.c.cause == f"draft:{draft_id}", o.c.audience == "customer"))
-                    .mappings())
-
-
-def audit_rows(ctx: Context, draft_id: int, action: str) -> list[Any]:
-    a = t.audit_log
-    with ctx.engine.connect() as conn:
-        return list(conn.execute(select(a).where(a.c.entity == "draft", a.c.entity_id == str(draft_id),
-                                                 a.c.action == action)).mappings())
 
 
 def test_page_lists_the_pending_draft_escaped_with_a_strict_csp(ctx: Context) -> None:

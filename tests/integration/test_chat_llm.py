@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fakes.openai_server import FakeOpenAI
 from fastapi.testclient import TestClient
 
 from backorder.config import load_settings
 from bot.api import create_app
 from services.context import Context
+from tests.fakes.openai_server import FakeOpenAI
 
 UNCLEAR = "could u pls chk on teh thingy i bought"
 
@@ -25,12 +24,6 @@ def ev(event_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
 def order(order_id: str, customer: str, sku: str, qty: int) -> dict[str, Any]:
     return ev(f"o{order_id}", "order.placed", {"order_id": order_id, "customer_id": customer,
                                                "lines": [{"line_id": "1", "sku": sku, "qty": qty}]})
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fakes.openai_server import FakeOpenAI
 
 from backorder.config import LLMSettings
 from drafting.compose import NO_PROMPT, Composed, compose
 from drafting.llm import PROMPT_VERSION, SCHEMA_NAME
 from notifiers.render import render_notice
+from tests.fakes.openai_server import FakeOpenAI
 
 FACTS: dict[str, Any] = {
     "customer": {"id": "C1", "name": "Ada Lovelace", "tier": "gold", "locale": "en", "timezone": "Europe/London"},
@@ -39,12 +38,6 @@ OBEDIENT = ("Good news Ada! Your order 1042 has shipped. As a thank-you, use cod
 
 def reply(text: str, facts_used: list[str] | None = None, channel: str = "whatsapp") -> dict[str, Any]:
     return {"text": text, "channel": channel, "facts_used": facts_used or ["order.id", "items[0].eta"]}
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
 
 
 def settings(server: FakeOpenAI, timeout: float = 5.0) -> LLMSettings:

@@ -4,11 +4,9 @@ down to the allocation change, the audit rows and the confirmation sent through 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,42 +16,18 @@ from sqlalchemy import select
 
 from allocation.substitutes import SUBSTITUTED
 from backorder.config import load_settings
-from bot.api import create_app
 from services.context import Context
 from services.customer_actions import keyword, link_signature
-from services.worker import drain_outbox
 from store import tables as t
-from tests.fakes.twilio_api import Captured, FakeTwilio, inbound_sms, inbound_whatsapp
-from tests.invariants import check_invariants
+from tests.fakes.twilio_api import Captured, FakeTwilio
+from tests.invariants import invariants_hold, post_events
+from tests.twilio_bot import TwilioBot
 
-ACCOUNT = "AC" + "c3" * 16
-TOKEN = "twilio-auth-token-offers"
-PUBLIC = "https://bot.example.com"
 LINKS = "https://shop.example.com/bot"
 SECRET = "links-secret-for-tests"
-SMS_FROM, WA_FROM = "+15005550006", "+14155238886"
 ADA, BEA, STRANGER = "+447911123456", "+34612345678", "+447700900999"
 
-
-class WallClock:
-    """The wall clock: the WhatsApp sender measures its 24-hour window against real time."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
-
-
-@pytest.fixture
-def fake() -> Any:
-    with FakeTwilio(ACCOUNT, TOKEN) as api:
-        yield api
+pytestmark = pytest.mark.wall_clock  # the WhatsApp sender measures its 24-hour window against real time
 
 
 def ev(event_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -90,60 +64,26 @@ def catalog(channels: list[str], tier: str = "standard") -> list[dict[str, Any]]
     ]
 
 
-class Bot:
-    """The app with Twilio, e-mail and signed links configured; its outbox; the fake Twilio behind the senders."""
+class Bot(TwilioBot):
+    """The Twilio bot with e-mail configured too (`extra`: more settings, signed links say); every batch of
+    events must be accepted and leave the store's invariants holding."""
 
     def __init__(self, ctx: Context, fake: FakeTwilio, **extra: Any) -> None:
-        settings = load_settings(
-            database_url=ctx.settings.database_url,
-            twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "api_base_url": fake.url, "public_base_url": PUBLIC,
-                    "sms_from": SMS_FROM, "whatsapp_from": WA_FROM, "sms_mps": 100, "whatsapp_mps": 100},
-            notify={"rules": {"ops_digest": {"enabled": False}},
-                    "rate_per_destination": {"sms": 100.0, "whatsapp": 100.0}},
-            email={"host": "127.0.0.1"},  # rows are planned for e-mail; these tests never send them
-            **extra,
-        )
-        self.ctx = Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
-        self.fake = fake
-        self.client = TestClient(create_app(self.ctx, background_applier=False))
+        super().__init__(ctx, fake,
+                         notify={"rules": {"ops_digest": {"enabled": False}},
+                                 "rate_per_destination": {"sms": 100.0, "whatsapp": 100.0}},
+                         email={"host": "127.0.0.1"},  # rows are planned for e-mail; these tests never send them
+                         **extra)
 
     def events(self, events: list[dict[str, Any]]) -> None:
-        r = self.client.post("/events", json=events)
-        assert r.status_code == 200, r.text
-        assert all(x["status"] == "accepted" for x in r.json()["results"]), r.text
-        self.check()
+        post_events(self.client, events, self.ctx.engine)
 
     def check(self) -> None:
-        with self.ctx.engine.connect() as conn:
-            check_invariants(conn, "after")
-
-    def sms(self, frm: str, body: str) -> None:
-        path, form, headers = inbound_sms(TOKEN, PUBLIC, frm=frm, body=body, account_sid=ACCOUNT)
-        r = self.client.post(path, data=form, headers=headers)
-        assert r.status_code == 200, r.text
-
-    def wa(self, frm: str, body: str, **kw: Any) -> None:
-        path, form, headers = inbound_whatsapp(TOKEN, PUBLIC, frm=frm, body=body, account_sid=ACCOUNT, **kw)
-        r = self.client.post(path, data=form, headers=headers)
-        assert r.status_code == 200, r.text
-
-    def drain(self) -> int:
-        return asyncio.run(drain_outbox(self.ctx))
-
-    def rows(self, **where: Any) -> list[Any]:
-        o = t.outbox
-        q = select(o).order_by(o.c.id)
-        for column, value in where.items():
-            q = q.where(o.c[column] == value)
-        with self.ctx.engine.connect() as conn:
-            return list(conn.execute(q).all())
+        invariants_hold(self.ctx.engine)
 
     def answer(self, number: str) -> str:
         """The body of the last chat answer to `number`."""
         return [r for r in self.rows(kind="chat_reply") if r.recipient == number][-1].body
-
-    def sent_to(self, to: str) -> list[Captured]:
-        return [m for m in self.fake.messages if m.form["To"] == to]
 
     def query(self, stmt: Any) -> list[Any]:
         with self.ctx.engine.connect() as conn:
@@ -155,11 +95,7 @@ class Bot:
         return row
 
     def offers(self, **where: Any) -> list[Any]:
-        o = t.substitution_offers
-        q = select(o).order_by(o.c.id)
-        for column, value in where.items():
-            q = q.where(o.c[column] == value)
-        return self.query(q)
+        return self.table_rows(t.substitution_offers, **where)
 
     def audit(self, action: str) -> list[Any]:
         a = t.audit_log

@@ -42,10 +42,7 @@ from store import tables as t
 from store.db import unit_of_work
 from tests.fakes._server import LoopbackServer
 from tests.fakes.slack_api import BOT_USER, FakeSlack, SlackSigner
-
-TOKEN = "xoxb-1234-5678-backorder"
-SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-TEAM_CHANNEL = "C0TEAM123"
+from tests.slack_bot import SECRET, TEAM_CHANNEL, TOKEN, link, post, signer, slack_context
 
 
 def ev(event_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -64,28 +61,8 @@ SEED = [
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
 def sctx(ctx: Context, slack: FakeSlack) -> Context:
-    """The test context with [slack] pointed at the fake and team alerts going to one Slack channel."""
-    settings = load_settings(
-        database_url=ctx.settings.database_url,
-        slack={"bot_token": TOKEN, "signing_secret": SECRET, "api_base_url": slack.api_url},
-        staff={"team": {"channels": ["slack"], "slack_channel": TEAM_CHANNEL}},
-        # The daily ops digest (due at 08:00, the clock says 09:00) would join every drain: off here.
-        notify={"rate_per_destination": {"slack": 5.0}, "rules": {"ops_digest": {"enabled": False}}},
-    )
-    return Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
-
-
-def link(ctx: Context, staff_id: str, roles: list[str], slack_user: str, **kw: Any) -> None:
-    """`backorder staff add <staff_id> --role … --slack-user <slack_user>`, as the CLI does it."""
-    with unit_of_work(ctx.engine) as conn:
-        add_staff(conn, staff_id, roles, ctx.now(), slack_user=slack_user, **kw)
+    return slack_context(ctx, slack, rate=5.0)
 
 
 @pytest.fixture
@@ -95,14 +72,6 @@ def client(sctx: Context) -> Iterator[TestClient]:
         assert c.post("/events", json=SEED).status_code == 200
         link(sctx, "alice", ["customer_service"], "U0ALICE")  # U0ALICE asks most questions below
         yield c
-
-
-signer = SlackSigner(SECRET)
-
-
-def post(client: TestClient, signed: tuple[bytes, dict[str, str]]) -> Any:
-    body, headers = signed
-    return client.post("/slack/events", content=body, headers=headers)
 
 
 def dm(text: str, user: str = "U0ALICE", ts: str = "1767225600.000100") -> dict[str, Any]:

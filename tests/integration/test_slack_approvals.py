@@ -19,7 +19,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from backorder.config import load_settings
 from bot.api import create_app
 from bot.slack.actions import ACTION_IDS
 from bot.slack.views import CALLBACK_IDS
@@ -27,17 +26,13 @@ from bot.slack.views.draft_edit import BLOCK_ID, INPUT_ID
 from notifiers.senders.base import Outgoing, PermanentError
 from notifiers.senders.slack import SlackSender
 from notifiers.slack_blocks import card_blocks
-from services.channels import add_staff
 from services.context import Context
 from services.worker import drain_outbox
 from store import tables as t
-from store.db import unit_of_work
-from tests.fakes.slack_api import FakeSlack, SlackSigner
+from tests.fakes.slack_api import FakeSlack
 from tests.senders import failure_of, send_once
+from tests.slack_bot import TEAM_CHANNEL, link, post, signer, slack_context
 
-TOKEN = "xoxb-1234-5678-backorder"
-SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-TEAM_CHANNEL = "C0TEAM123"
 EDITED_MARK = "Edited before it was approved"
 
 
@@ -58,36 +53,16 @@ SEED = [
 # Slack accounts: two approvers, a customer-service agent (no approver role); U0STRANGER is linked to nobody.
 STAFF = {"ana": (["approver"], "U0ANA"), "ben": (["approver", "ops"], "U0BEN"), "cy": (["customer_service"], "U0CY")}
 
-signer = SlackSigner(SECRET)
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(TOKEN) as fake:
-        yield fake
-
-
-def slack_context(ctx: Context, slack: FakeSlack, **notify: Any) -> Context:
-    """[slack] pointed at the fake; the team (and so the approvers, [staff] approver unset) on one channel."""
-    settings = load_settings(
-        database_url=ctx.settings.database_url,
-        slack={"bot_token": TOKEN, "signing_secret": SECRET, "api_base_url": slack.api_url},
-        staff={"team": {"channels": ["slack"], "slack_channel": TEAM_CHANNEL}},
-        notify={"rate_per_destination": {"slack": 20.0}, "rules": {"ops_digest": {"enabled": False}}, **notify},
-    )
-    return Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
-
 
 @pytest.fixture
 def sctx(ctx: Context, slack: FakeSlack) -> Context:
-    return slack_context(ctx, slack)
+    return slack_context(ctx, slack, rate=20.0)
 
 
 def seed(client: TestClient, ctx: Context) -> None:
     assert client.post("/events", json=SEED).status_code == 200
-    with unit_of_work(ctx.engine) as conn:
-        for staff_id, (roles, slack_user) in STAFF.items():
-            add_staff(conn, staff_id, roles, ctx.now(), slack_user=slack_user)
+    for staff_id, (roles, slack_user) in STAFF.items():
+        link(ctx, staff_id, roles, slack_user)
 
 
 @pytest.fixture
@@ -139,11 +114,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) 
 
 
 # -- Slack's side -----------------------------------------------------------------------------------
-def post(client: TestClient, signed: tuple[bytes, dict[str, str]]) -> Any:
-    body, headers = signed
-    return client.post("/slack/events", content=body, headers=headers)
-
-
 def click(client: TestClient, slack: FakeSlack, user: str, verb: str, draft_id: int, card: tuple[str, str],
           trigger_id: str = "13345224609.738474920.8088930838d88f008e0") -> Any:
     r = post(client, signer.block_actions(user_id=user, action_id=f"bo:draft_{verb}", value=str(draft_id),
@@ -439,7 +409,7 @@ def test_a_draft_approved_through_the_api_redraws_the_slack_card(client: TestCli
 
 def test_the_worker_is_kicked_after_a_click(ctx: Context, slack: FakeSlack) -> None:
     # The worker polls every 5 minutes here: only the click's kick makes it send within the test.
-    wctx = slack_context(ctx, slack, poll_seconds=300, jobs_every_seconds=300)
+    wctx = slack_context(ctx, slack, rate=20.0, poll_seconds=300, jobs_every_seconds=300)
     with TestClient(create_app(wctx, background_applier=False, notify_worker=True)) as c:
         seed(c, wctx)  # POST /events kicks the worker: it posts the card
         wait_until(lambda: any(r["status"] == "sent" for r in outbox(wctx, kind="approval_request")),

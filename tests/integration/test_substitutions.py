@@ -24,7 +24,7 @@ from services import substitutions as subs
 from services.context import Context
 from store import tables as t
 from store.db import unit_of_work
-from tests.invariants import check_invariants
+from tests.invariants import invariants_hold, post_events
 
 T = "2026-03-01T08:00:00Z"
 TODAY = date(2026, 3, 2)  # the ctx fixture's clock
@@ -88,14 +88,10 @@ class Api:
         self.client = TestClient(app)
 
     def post(self, *events: dict[str, Any]) -> None:
-        r = self.intake.post("/events", json=list(events))
-        assert r.status_code == 200, r.text
-        assert all(x["status"] == "accepted" for x in r.json()["results"]), r.text
-        self.check()
+        post_events(self.intake, list(events), self.ctx.engine)
 
     def check(self) -> None:
-        with self.ctx.engine.connect() as conn:
-            check_invariants(conn, "after")
+        invariants_hold(self.ctx.engine)
 
     def line(self, order_id: str, line_id: str = "1") -> Any:
         l = t.order_lines

@@ -35,6 +35,7 @@ from store import chat_state
 from store import tables as t
 from store.db import unit_of_work
 from tests.fakes.bot_connector import BOT_ID, TENANT, BotConnector, SigningKey
+from tests.teams_bot import post, teams_ctx
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = "19:ops@thread.tacv2"
@@ -59,18 +60,6 @@ def apply(ctx: Context, events: list[dict[str, Any]]) -> None:
     drain(ctx, ids)
 
 
-def teams_ctx(ctx: Context, teams: dict[str, Any] | None = None, **overrides: Any) -> Context:
-    overrides.setdefault("notify", {"rules": {"ops_digest": {"enabled": False}}})
-    settings = load_settings(database_url=ctx.settings.database_url, teams=teams or {"anonymous": True}, **overrides)
-    return Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
-
-
-@pytest.fixture
-def bc() -> Iterator[BotConnector]:
-    with BotConnector() as connector:
-        yield connector
-
-
 @pytest.fixture
 def dev(ctx: Context) -> Context:
     # Every account of the workspace may read here; the link-your-account answer has tests of its own.
@@ -82,11 +71,6 @@ def dev(ctx: Context) -> Context:
 @pytest.fixture
 def client(dev: Context) -> TestClient:
     return TestClient(create_app(dev, background_applier=False))
-
-
-def post(client: TestClient, activity: dict[str, Any], **headers: str) -> Any:
-    return client.post("/api/messages", content=json.dumps(activity),
-                       headers={"Content-Type": "application/json", **headers})
 
 
 def open_task(ctx: Context, title: str = "Count kettles") -> int:

@@ -5,16 +5,13 @@ fallback), and the card edited in place (PUT) through a fake Bot Connector (test
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from backorder.config import load_settings
 from bot.api import create_app
 from notifiers.adaptive_cards import CONTENT_TYPE
 from notifiers.senders.base import Outgoing, PermanentError
@@ -24,7 +21,9 @@ from services.context import Context
 from services.inbox import drain, store_events
 from services.worker import drain_outbox
 from store import tables as t
+from tests.draft_rows import audit_rows, customer_rows, draft_row
 from tests.fakes.bot_connector import BotConnector, Posted
+from tests.teams_bot import post, teams_ctx
 
 OPS = "19:approvals@thread.tacv2"
 ADA, BEA, CID = "aad-ada", "aad-bea", "aad-cid"  # two approvers, and someone of ops
@@ -47,29 +46,15 @@ CATALOG = [
 
 @pytest.fixture
 def tctx(ctx: Context) -> Context:
-    settings = load_settings(
-        database_url=ctx.settings.database_url, teams={"anonymous": True},
-        notify={"rules": {"ops_digest": {"enabled": False}}},
-        staff={"approver": {"channels": ["teams"], "teams_conversation": OPS},
-               "members": {"S-ada": {"roles": ["approver"], "teams_user": ADA},
-                           "S-bea": {"roles": ["approver"], "teams_user": BEA},
-                           "S-cid": {"roles": ["ops"], "teams_user": CID}}})
-    return Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
-
-
-@pytest.fixture
-def bc() -> Iterator[BotConnector]:
-    with BotConnector() as connector:
-        yield connector
+    return teams_ctx(ctx, staff={"approver": {"channels": ["teams"], "teams_conversation": OPS},
+                                 "members": {"S-ada": {"roles": ["approver"], "teams_user": ADA},
+                                             "S-bea": {"roles": ["approver"], "teams_user": BEA},
+                                             "S-cid": {"roles": ["ops"], "teams_user": CID}}})
 
 
 @pytest.fixture
 def client(tctx: Context) -> TestClient:
     return TestClient(create_app(tctx, background_applier=False))
-
-
-def post(client: TestClient, activity: dict[str, Any]) -> Any:
-    return client.post("/api/messages", content=json.dumps(activity), headers={"Content-Type": "application/json"})
 
 
 def worker(ctx: Context) -> None:
@@ -115,24 +100,6 @@ def press(bc: BotConnector, verb: str, card: Posted1, *, aad: str = ADA, text: s
         data["text"] = text
     return bc.action_execute(verb, data, conversation=OPS, conversation_type="channel", user=f"29:{aad}", aad=aad,
                              name=aad, reply_to=card.activity_id)
-
-
-def draft_row(ctx: Context, draft_id: int) -> Any:
-    with ctx.engine.connect() as conn:
-        return conn.execute(select(t.drafts).where(t.drafts.c.id == draft_id)).mappings().one()
-
-
-def customer_rows(ctx: Context, draft_id: int) -> list[Any]:
-    o = t.outbox
-    with ctx.engine.connect() as conn:
-        return list(conn.execute(select(o).where(o.c.cause == f"draft:{draft_id}", o.c.audience == "customer")).all())
-
-
-def audit(ctx: Context, draft_id: int) -> list[Any]:
-    a = t.audit_log
-    with ctx.engine.connect() as conn:
-        return list(conn.execute(select(a).where(a.c.entity == "draft", a.c.entity_id == str(draft_id))
-                                 .order_by(a.c.id)).all())
 
 
 def texts(card: dict[str, Any]) -> str:
@@ -190,9 +157,9 @@ def test_approve_answers_with_the_outcome_and_the_worker_edits_the_card_for_ever
     assert (draft["status"], draft["decided_by"], draft["decided_via"], draft["edited"]) == (
         "approved", "S-ada", "teams", False)
     [notice] = customer_rows(tctx, sent.draft_id)
-    assert notice.channel == draft["channel"] and notice.body.strip() == draft["text"].strip()
-    [entry] = audit(tctx, sent.draft_id)
-    assert (entry.action, entry.actor, entry.after["approver"], entry.after["via"]) == (
+    assert notice["channel"] == draft["channel"] and notice["body"].strip() == draft["text"].strip()
+    [entry] = audit_rows(tctx, sent.draft_id)
+    assert (entry["action"], entry["actor"], entry["after"]["approver"], entry["after"]["via"]) == (
         "draft_approved", "S-ada", "S-ada", "teams")
     o = t.outbox
     with tctx.engine.connect() as conn:
@@ -220,9 +187,9 @@ def test_an_edited_text_is_what_goes_to_the_customer(tctx: Context, client: Test
     draft = draft_row(tctx, sent.draft_id)
     assert (draft["status"], draft["text"], draft["edited"]) == ("approved", edited, True)
     [notice] = customer_rows(tctx, sent.draft_id)
-    assert notice.body.strip() == edited
-    [entry] = audit(tctx, sent.draft_id)
-    assert f"+{edited}" in entry.after["diff"] and entry.before["text"] == draft["template_text"]
+    assert notice["body"].strip() == edited
+    [entry] = audit_rows(tctx, sent.draft_id)
+    assert f"+{edited}" in entry["after"]["diff"] and entry["before"]["text"] == draft["template_text"]
 
 
 @pytest.mark.parametrize(("text", "error"), [("   ", "text: the edited message is empty"),
@@ -237,7 +204,7 @@ def test_a_bad_edit_keeps_the_edit_card_with_the_error(tctx: Context, client: Te
                                                                  ("Action.Execute", "draft_reject")]
     assert "associatedInputs" not in card["actions"][0]  # this Approve sends the box
     assert draft_row(tctx, sent.draft_id)["status"] == "pending"
-    assert customer_rows(tctx, sent.draft_id) == [] and audit(tctx, sent.draft_id) == []
+    assert customer_rows(tctx, sent.draft_id) == [] and audit_rows(tctx, sent.draft_id) == []
 
 
 def test_edit_pressed_as_a_button_opens_the_edit_box(tctx: Context, client: TestClient, bc: BotConnector,
@@ -255,7 +222,7 @@ def test_reject_sends_nothing_to_the_customer(tctx: Context, client: TestClient,
     draft = draft_row(tctx, sent.draft_id)
     assert (draft["status"], draft["decided_by"], draft["decided_via"]) == ("rejected", "S-bea", "teams")
     assert customer_rows(tctx, sent.draft_id) == []
-    assert [(a.action, a.actor) for a in audit(tctx, sent.draft_id)] == [("draft_rejected", "S-bea")]
+    assert [(a["action"], a["actor"]) for a in audit_rows(tctx, sent.draft_id)] == [("draft_rejected", "S-bea")]
     worker(tctx)
     [edit] = bc.updates
     assert "Rejected by S-bea" in texts(edit.activity["attachments"][0]["content"])
@@ -275,7 +242,7 @@ def test_only_an_approver_may_decide(tctx: Context, client: TestClient, bc: BotC
     assert [a["title"] for a in card["actions"]] == ["Approve", "Edit", "Reject"]  # the card, unchanged
     assert card["actions"][1]["card"]["body"][0]["value"] == draft_row(tctx, sent.draft_id)["text"]
     assert draft_row(tctx, sent.draft_id)["status"] == "pending"
-    assert customer_rows(tctx, sent.draft_id) == [] and audit(tctx, sent.draft_id) == []
+    assert customer_rows(tctx, sent.draft_id) == [] and audit_rows(tctx, sent.draft_id) == []
 
 
 def test_a_press_on_a_decided_card_hears_who_decided(tctx: Context, client: TestClient, bc: BotConnector,
@@ -289,7 +256,7 @@ def test_a_press_on_a_decided_card_hears_who_decided(tctx: Context, client: Test
         assert "actions" not in card and "Approved by S-ada" in texts(card)
     draft = draft_row(tctx, sent.draft_id)
     assert (draft["status"], draft["decided_by"], draft["decided_at"]) == ("approved", "S-ada", decided_at)
-    assert len(customer_rows(tctx, sent.draft_id)) == 1 and len(audit(tctx, sent.draft_id)) == 1
+    assert len(customer_rows(tctx, sent.draft_id)) == 1 and len(audit_rows(tctx, sent.draft_id)) == 1
 
 
 def test_two_approvers_at_once_approve_once(tctx: Context, client: TestClient, bc: BotConnector,
@@ -314,10 +281,10 @@ def test_two_approvers_at_once_approve_once(tctx: Context, client: TestClient, b
     assert f"already approved by {draft['decided_by']} at" in texts(cards[loser])
     assert "already" not in texts(cards[next(a for a in winner if a != loser)])
     assert len(customer_rows(tctx, sent.draft_id)) == 1
-    assert [a.action for a in audit(tctx, sent.draft_id)] == ["draft_approved"]
+    assert [a["action"] for a in audit_rows(tctx, sent.draft_id)] == ["draft_approved"]
     worker(tctx)
     assert len(bc.updates) == 1  # the card, edited once
-    assert [r.status for r in customer_rows(tctx, sent.draft_id)] in (["sent"], ["delivered"])  # the customer, once
+    assert [r["status"] for r in customer_rows(tctx, sent.draft_id)] in (["sent"], ["delivered"])  # the customer, once
 
 
 def test_a_press_that_is_not_a_draft_is_a_bad_request(client: TestClient, bc: BotConnector, sent: Posted1) -> None:
@@ -346,7 +313,7 @@ def test_submit_fallback_decides_and_edits_the_card_in_place(tctx: Context, clie
     assert edit.activity["id"] == sent.activity_id and edit.activity["type"] == "message"
     draft = draft_row(tctx, sent.draft_id)
     assert (draft["status"], draft["text"], draft["decided_via"]) == ("approved", edited, "teams")
-    assert [r.body.strip() for r in customer_rows(tctx, sent.draft_id)] == [edited]
+    assert [r["body"].strip() for r in customer_rows(tctx, sent.draft_id)] == [edited]
     assert [p for p in bc.posts if p.method == "POST" and p.reply_to_id] == []  # nothing more to say
 
     # A second press (another approver, the same old card): the card shows the decision, the presser hears it.

@@ -12,28 +12,26 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Clock
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from sqlalchemy import func, select
 
-from backorder.config import load_settings
 from bot.api import create_app
 from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError
 from notifiers.senders.twilio import TwilioSender
 from notifiers.twilio_errors import classify
 from services.context import Context
-from services.worker import drain_outbox
 from store import outbox
 from store import tables as t
 from store.chat_state import first_delivery
 from store.db import unit_of_work
 from tests.fakes.twilio_api import (
-    Captured,
     FakeTwilio,
     inbound_sms,
     inbound_whatsapp,
@@ -42,35 +40,13 @@ from tests.fakes.twilio_api import (
     status_callback,
 )
 from tests.senders import failure_of, send_once
+from tests.twilio_bot import ACCOUNT, PUBLIC, SMS_FROM, TOKEN, WA_FROM, TwilioBot
 
-ACCOUNT = "AC" + "a1" * 16
-TOKEN = "twilio-auth-token-test"
-PUBLIC = "https://bot.example.com"
-SMS_FROM, WA_FROM = "+15005550006", "+14155238886"
 ADA, BEA, STRANGER, OPS = "+447911123456", "+34612345678", "+447700900999", "+447700900001"
 TEMPLATE = "HX" + "b2" * 16
 ROOT = Path(__file__).resolve().parents[2]
 
-
-class WallClock:
-    """The wall clock, settable: the sender measures WhatsApp's 24-hour window against real time."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio(ACCOUNT, TOKEN) as api:
-        yield api
+pytestmark = pytest.mark.wall_clock  # the sender measures WhatsApp's 24-hour window against real time
 
 
 def ev(event_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -96,58 +72,19 @@ def customers(channels: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-class Bot:
-    """The app with Twilio configured, its outbox and the fake Twilio behind the senders."""
+class Bot(TwilioBot):
+    """The Twilio bot with an ops member reachable by SMS; `rates` are the per-destination limits, the other
+    keywords go to [twilio]."""
 
     def __init__(self, ctx: Context, fake: FakeTwilio, **twilio: Any) -> None:
         rates = twilio.pop("rates", {"sms": 100.0, "whatsapp": 100.0})
-        settings = load_settings(
-            database_url=ctx.settings.database_url,
-            twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "api_base_url": fake.url, "public_base_url": PUBLIC,
-                    "sms_from": SMS_FROM, "whatsapp_from": WA_FROM, "sms_mps": 100, "whatsapp_mps": 100, **twilio},
-            notify={"rules": {"ops_digest": {"enabled": False}}, "rate_per_destination": rates},
-            staff={"members": {"ops1": {"roles": ["ops"], "phone": OPS}}},
-        )
-        self.ctx = Context(engine=ctx.engine, settings=settings, clock=ctx.clock)
-        self.fake = fake
-        self.client = TestClient(create_app(self.ctx, background_applier=False))
-
-    def events(self, events: list[dict[str, Any]]) -> None:
-        r = self.client.post("/events", json=events)
-        assert r.status_code == 200, r.text
-
-    def post(self, built: tuple[str, dict[str, str], dict[str, str]]) -> Response:
-        path, form, headers = built
-        return self.client.post(path, data=form, headers=headers)
-
-    def sms(self, frm: str, body: str, **kw: Any) -> Response:
-        r = self.post(inbound_sms(TOKEN, PUBLIC, frm=frm, body=body, account_sid=ACCOUNT, **kw))
-        assert r.status_code == 200, r.text
-        assert r.headers["content-type"].startswith("text/xml") and r.text.endswith("<Response/>")
-        return r
-
-    def wa(self, frm: str, body: str, **kw: Any) -> Response:
-        r = self.post(inbound_whatsapp(TOKEN, PUBLIC, frm=frm, body=body, account_sid=ACCOUNT, **kw))
-        assert r.status_code == 200, r.text
-        return r
+        super().__init__(ctx, fake, twilio,
+                         notify={"rules": {"ops_digest": {"enabled": False}}, "rate_per_destination": rates},
+                         staff={"members": {"ops1": {"roles": ["ops"], "phone": OPS}}})
 
     def status(self, sid: str, status: str, to: str, error_code: str | None = None) -> Response:
         return self.post(status_callback(TOKEN, PUBLIC, sid=sid, status=status, to=to, error_code=error_code,
                                          account_sid=ACCOUNT))
-
-    def drain(self) -> int:
-        return asyncio.run(drain_outbox(self.ctx))
-
-    def rows(self, **where: Any) -> list[Any]:
-        o = t.outbox
-        q = select(o).order_by(o.c.id)
-        for column, value in where.items():
-            q = q.where(o.c[column] == value)
-        with self.ctx.engine.connect() as conn:
-            return list(conn.execute(q).all())
-
-    def sent_to(self, to: str) -> list[Captured]:
-        return [m for m in self.fake.messages if m.form["To"] == to]
 
 
 @pytest.fixture
@@ -357,7 +294,7 @@ def test_a_notice_inside_the_window_goes_as_text_with_quick_reply_buttons(ctx: C
 
 
 def test_outside_the_window_a_template_goes_and_without_one_sms(ctx: Context, fake: FakeTwilio,
-                                                                 clock: WallClock) -> None:
+                                                                 clock: Clock) -> None:
     bot = Bot(ctx, fake, whatsapp_templates={"backorder_created": TEMPLATE})
     bot.events(customers(["whatsapp", "sms"]))
     real = clock.now

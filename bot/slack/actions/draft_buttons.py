@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
@@ -29,6 +30,7 @@ DECISIONS = ("approve", "reject")
 ACTION_IDS = re.compile(rf"^{re.escape(ACTION_PREFIX)}draft_({'|'.join((*DECISIONS, 'edit'))})$")
 DECIDE_IDS = re.compile(rf"^{re.escape(ACTION_PREFIX)}draft_({'|'.join(DECISIONS)})$")
 EDIT_ID = f"{ACTION_PREFIX}draft_edit"
+
 
 def card_of(body: dict[str, Any]) -> Card:
     """The message the button is on (channel, ts), to redraw it; None for a button on no message."""
@@ -54,21 +56,49 @@ async def tell(client: AsyncWebClient, card: Card, user_id: str, text: str) -> N
     await client.chat_postEphemeral(channel=card[0], user=user_id, text=text)
 
 
-async def decide(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext,
-                 client: AsyncWebClient) -> None:
+@dataclass(frozen=True, slots=True)
+class Click:
+    """A press of a draft's button by a linked account: who pressed it, on which card, and how to answer."""
+
+    door: Door
+    user: ChatUser
+    client: AsyncWebClient
+    card: Card
+    clicker: str
+
+    async def tell(self, text: str) -> None:
+        """Say plain `text` (escaped) to the clicker only."""
+        await tell(self.client, self.card, self.clicker, escape(text))
+
+    async def redraw_and_tell(self, draft_id: int, text: str) -> None:
+        """The card redrawn to the draft's true outcome, and the clicker told why their click did nothing."""
+        await asyncio.gather(self.door.redraw(self.client, self.card, draft_id), self.tell(text))
+
+
+async def linked_click(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext,
+                       client: AsyncWebClient) -> Click | None:
+    """Ack the click; None when the account is linked to no staff member (they are told how to link it)."""
     await ack()
     door: Door = context["door"]
     user: ChatUser = context["chat_user"]
-    clicker = str(body["user"]["id"])
-    card = card_of(body)
+    click = Click(door, user, client, card_of(body), str(body["user"]["id"]))
     if not user.linked:
-        await tell(client, card, clicker, escape(door.unlinked(clicker)))
+        await click.tell(door.unlinked(click.clicker))
+        return None
+    return click
+
+
+async def decide(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext,
+                 client: AsyncWebClient) -> None:
+    click = await linked_click(ack, body, context, client)
+    if click is None:
         return
+    door, user = click.door, click.user
     verb = str(action["action_id"]).removeprefix(f"{ACTION_PREFIX}draft_")
     try:
         draft_id = draft_id_of(str(action.get("value", "")))
     except approvals.DraftNotFound as exc:
-        await tell(client, card, clicker, escape(str(exc)))
+        await click.tell(str(exc))
         return
     try:
         if verb == "approve":
@@ -76,13 +106,13 @@ async def decide(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], co
         else:
             await door.reject(user, draft_id)
     except approvals.AlreadyDecided as exc:
-        await asyncio.gather(door.redraw(client, card, draft_id), tell(client, card, clicker, escape(str(exc))))
+        await click.redraw_and_tell(draft_id, str(exc))
         return
     except (approvals.NotAllowed, approvals.DraftNotFound) as exc:
-        await tell(client, card, clicker, escape(str(exc)))
+        await click.tell(str(exc))
         return
     try:
-        await door.redraw(client, card, draft_id)
+        await door.redraw(client, click.card, draft_id)
     finally:
         door.kick()  # the customer's message (an approval) and the other cards' redraws go out
 
@@ -90,29 +120,24 @@ async def decide(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], co
 async def edit(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext,
                client: AsyncWebClient) -> None:
     """Open the edit modal (within the trigger's 3 seconds) for someone who may approve a draft still pending."""
-    await ack()
-    door: Door = context["door"]
-    user: ChatUser = context["chat_user"]
-    clicker = str(body["user"]["id"])
-    card = card_of(body)
-    if not user.linked:
-        await tell(client, card, clicker, escape(door.unlinked(clicker)))
+    click = await linked_click(ack, body, context, client)
+    if click is None:
         return
-    refused = await asyncio.to_thread(door.refusal, user)
+    door = click.door
+    refused = await asyncio.to_thread(door.refusal, click.user)
     if refused is not None:
-        await tell(client, card, clicker, escape(refused))
+        await click.tell(refused)
         return
     try:
         draft_id = draft_id_of(str(action.get("value", "")))
         draft = await door.draft(draft_id)
     except approvals.DraftNotFound as exc:
-        await tell(client, card, clicker, escape(str(exc)))
+        await click.tell(str(exc))
         return
     if draft["status"] != "pending":
-        await asyncio.gather(door.redraw(client, card, draft_id),
-                             tell(client, card, clicker, escape(approvals.decided_message(draft))))
+        await click.redraw_and_tell(draft_id, approvals.decided_message(draft))
         return
-    view = draft_edit.modal(draft, card, max_chars=door.ctx.settings.drafts.max_chars)
+    view = draft_edit.modal(draft, click.card, max_chars=door.ctx.settings.drafts.max_chars)
     await client.views_open(trigger_id=str(body["trigger_id"]), view=view)
 
 
