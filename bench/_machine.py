@@ -15,3 +15,27 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def package_version(dist: str) -> str:
+    """An installed distribution's version, or "?"."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def pg_version(admin_url: str) -> str:
+    """The PostgreSQL server's version, or why it could not be asked (a SQLite-only run needs no server)."""
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(admin_url)
+    try:
+        with eng.connect() as conn:
+            return str(conn.execute(text("SHOW server_version")).scalar())
+    except Exception as exc:
+        return f"unreachable ({type(exc).__name__})"
+    finally:
+        eng.dispose()

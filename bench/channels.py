@@ -39,7 +39,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from bench._db import PG_ADMIN, drop_database, new_database  # noqa: E402
-from bench._machine import cpu_model  # noqa: E402
+from bench._machine import cpu_model, package_version, pg_version  # noqa: E402
 from bench._notify_helpers import Proc, free_port, percentile, run_phase, table, wait_http  # noqa: E402
 
 SLACK_TOKEN = "xoxb-1234-5678-backorder"
@@ -393,24 +392,6 @@ def figure_outbound(url: str, env: dict[str, str], fakes: Any, alerts: int) -> d
 # ----------------------------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
-def pg_version() -> str:
-    eng = create_engine(PG_ADMIN)
-    try:
-        with eng.connect() as conn:
-            return str(conn.execute(text("SHOW server_version")).scalar())
-    except Exception as exc:  # the SQLite-only run needs no server
-        return f"unreachable ({type(exc).__name__})"
-    finally:
-        eng.dispose()
-
-
 def ms(v: float) -> str:
     return f"{v * 1000:,.1f}"
 
@@ -429,7 +410,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], started
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             mem_kb = int(line.split()[1])
-    versions = ", ".join(f"{d} {_version(d)}" for d in (
+    versions = ", ".join(f"{d} {package_version(d)}" for d in (
         "fastapi", "uvicorn", "sqlalchemy", "psycopg", "slack-bolt", "slack-sdk", "twilio",
         "microsoft-agents-hosting-core", "aiohttp", "requests"))
     lines = [
@@ -439,7 +420,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], started
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GB RAM, "
         f"{platform.platform()}; load average at start {', '.join(f'{x:.2f}' for x in args.load_at_start)}",
         f"Python {platform.python_version()}; SQLite {sqlite3.sqlite_version} (temp file, WAL); "
-        f"PostgreSQL {pg_version()} (127.0.0.1:5432, stock settings, fresh database per run); {versions}",
+        f"PostgreSQL {pg_version(PG_ADMIN)} (127.0.0.1:5432, stock settings, fresh database per run); {versions}",
         f"N = {args.n} questions per channel (after {WARMUP} warm-up questions, not counted); "
         f"alerts = {args.alerts} per channel; notify batch_size {s.notify.batch_size}, "
         f"concurrency {s.notify.concurrency}; rate limits lifted (rate_per_destination {{}}, "

@@ -46,17 +46,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
 
 from bench._db import PG_ADMIN, drop_database, new_database  # noqa: E402
-from bench._machine import cpu_model  # noqa: E402
+from bench._machine import cpu_model, package_version, pg_version  # noqa: E402
 from bench._notify_helpers import Proc, free_port, percentile, table, wait_http  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -636,24 +635,6 @@ def mix(ctx: Any, ids: list[int]) -> dict[str, int]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "?"
-
-
-def pg_version() -> str:
-    eng = create_engine(PG_ADMIN)
-    try:
-        with eng.connect() as conn:
-            return str(conn.execute(text("SHOW server_version")).scalar())
-    except Exception as exc:  # the SQLite-only run needs no server
-        return f"unreachable ({type(exc).__name__})"
-    finally:
-        eng.dispose()
-
-
 def ms(v: float) -> str:
     return "-" if v != v else f"{v * 1000:,.2f}" if v < 0.01 else f"{v * 1000:,.1f}"
 
@@ -671,7 +652,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], started
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             mem_kb = int(line.split()[1])
-    versions = ", ".join(f"{d} {_version(d)}" for d in (
+    versions = ", ".join(f"{d} {package_version(d)}" for d in (
         "sqlalchemy", "psycopg", "fastapi", "uvicorn", "openai", "httpx2", "aiohttp", "requests", "jinja2"))
     lines = [
         f"# Drafts, approvals and substitutions (bench/drafts.py), {started}",
@@ -681,7 +662,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], started
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, {mem_kb / 1024 / 1024:.1f} GB RAM, "
         f"{platform.platform()}; load average at start {', '.join(f'{x:.2f}' for x in args.load_at_start)}",
         f"Python {platform.python_version()}; SQLite {sqlite3.sqlite_version} (temp file, WAL); "
-        f"PostgreSQL {pg_version()} (127.0.0.1:5432, stock settings, fresh database per run); {versions}",
+        f"PostgreSQL {pg_version(PG_ADMIN)} (127.0.0.1:5432, stock settings, fresh database per run); {versions}",
         f"Data per database: 4 warehouses, 400 products in 20 categories with attributes (60 out of stock with a "
         f"configured substitute in stock, 40 in categories with nothing in stock), 300 customers (60% standard, "
         f"25% gold, 15% platinum; en/en-GB/es), {args.history} earlier orders; default settings ([drafts] policy: "

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from allocation.model import TIERS
 from backorder.config import DRAFT_KINDS, LLMSettings
+from backorder.llm import client as llm_client
 from drafting.grounding import printed
 from notifiers.render import resolve_locale
 from prompts import TEMPLATE_DIR, render
@@ -116,8 +117,7 @@ def write(kind: str, facts: Mapping[str, Any], *, llm: LLMSettings, locale: str,
         raise ValueError(f"unknown draft kind {kind!r}")
     if not _CHANNEL.match(channel):
         raise ValueError(f"bad channel name {channel!r}")
-    client = openai.OpenAI(base_url=llm.base_url, api_key=llm.key() or "not-needed", timeout=llm.timeout_seconds,
-                           max_retries=0)  # one try: the caller has a template to fall back to, not time to wait
+    client = llm_client(llm)  # one try: the caller has a template to fall back to, not time to wait
     try:
         response = client.chat.completions.create(
             model=llm.model or "", response_format=response_format(channel),  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backorder.config import LLMSettings
+from backorder.llm import client as llm_client
 from intents.model import CUSTOMER_INTENTS, SHARED_INTENTS, STAFF_INTENTS, UNKNOWN, Catalog, Understanding
 from prompts import render
 
@@ -59,8 +60,7 @@ def tool(audience: str) -> dict[str, Any]:
 
 def ask(text: str, audience: str, catalog: Catalog, settings: LLMSettings, today: dt.date) -> Understanding | None:
     """The model's reading of `text`, or None when it fails or chooses something it may not."""
-    client = openai.OpenAI(base_url=settings.base_url, api_key=settings.key() or "not-needed",
-                           timeout=settings.timeout_seconds, max_retries=0)
+    client = llm_client(settings)
     system = render("llm/understand.txt.j2", audience=audience, intents=intents_for(audience), today=today)
     try:
         response = client.chat.completions.create(

@@ -231,10 +231,6 @@ def view(d: Mapping[str, Any], shown: str | None = None) -> dict[str, Any]:
             "escalated_at": drafts.iso(d["escalated_at"]), "grounding": d["grounding"], "offer_id": d["offer_id"]}
 
 
-def approver_of(roles: Collection[str], staff_id: str) -> Approver:
-    return Approver(staff_id=staff_id, roles=frozenset(roles))
-
-
 def _status() -> Any:
     """A draft's status as shown: approved becomes sent once a message of it reached the provider."""
     d, o = t.drafts, t.outbox

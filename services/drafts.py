@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from drafting.compose import Composed, compose
 from notifiers.rules import Segment
@@ -120,13 +120,6 @@ def iso(value: datetime | None) -> str | None:
 
 
 # -- the worker's jobs (services/worker.py) -------------------------------------------------------
-def run_due(ctx: Context) -> None:
-    """Compose what waits for the model, then expire and escalate what waits for a person (worker --once)."""
-    compose_due(ctx)
-    expire_due(ctx)
-    escalate_due(ctx)
-
-
 def compose_due(ctx: Context, limit: int = COMPOSE_BATCH) -> int:
     """Ask the model for the drafts waiting for it; each is claimed first, so two workers never both ask."""
     d = t.drafts
@@ -254,8 +247,3 @@ def customer_of(conn: Connection, customer_id: str) -> tuple[CustomerFacts, Segm
     if customer is None:
         return None
     return customer, Segment(customer.customer_id, customer.tier, customer.region, customer.tags, frozenset())
-
-
-def open_count(conn: Connection) -> int:
-    d = t.drafts
-    return int(conn.execute(select(func.count()).select_from(d).where(and_(d.c.status.in_(OPEN)))).scalar_one())
