@@ -219,6 +219,15 @@ class Task(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(TZDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    # Owners and deadlines: the role that works the task, the staff member who took it (an open task
+    # with an owner is "taken"), the due time from the kind's SLA, when it was escalated to the role's lead.
+    owner_role: Mapped[str | None] = mapped_column(String(40))
+    owner: Mapped[str | None] = mapped_column(String(100))
+    taken_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(TZDateTime, index=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(100))
+    outcome: Mapped[str | None] = mapped_column(String(16))  # done, approved, rejected, cancelled
 
 
 class Incident(Base):
@@ -511,3 +520,43 @@ class SubstitutionOffer(Base):
     created_at: Mapped[datetime] = mapped_column(TZDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     new_line_pk: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+
+
+class JobRun(Base):
+    """One row per scheduled job: the last slot run, so a restarted worker catches up a missed run once."""
+
+    __tablename__ = "job_runs"
+    job: Mapped[str] = mapped_column(String(60), primary_key=True)
+    last_slot: Mapped[datetime | None] = mapped_column(TZDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    status: Mapped[str | None] = mapped_column(String(16))  # running, ok, failed
+    error: Mapped[str | None] = mapped_column(Text)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(200))
+
+
+class WorkerHeartbeat(Base):
+    """Each running worker's last sign of life, for /readyz and the dashboard."""
+
+    __tablename__ = "worker_heartbeats"
+    worker_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    role: Mapped[str] = mapped_column(String(40))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(TZDateTime)
+    beat_at: Mapped[datetime] = mapped_column(TZDateTime, index=True)
+
+
+class Report(Base):
+    """A generated report (the weekly backorder report): its period and figures, delivered once per period."""
+
+    __tablename__ = "reports"
+    __table_args__ = (UniqueConstraint("kind", "period_start"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    period_start: Mapped[datetime] = mapped_column(TZDateTime)
+    period_end: Mapped[datetime] = mapped_column(TZDateTime)
+    figures: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(TZDateTime)

@@ -31,3 +31,6 @@ channel_refs = m.ChannelRef.__table__
 chat_threads = m.ChatThread.__table__
 drafts = m.Draft.__table__
 substitution_offers = m.SubstitutionOffer.__table__
+job_runs = m.JobRun.__table__
+worker_heartbeats = m.WorkerHeartbeat.__table__
+reports = m.Report.__table__
