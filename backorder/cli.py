@@ -15,9 +15,12 @@ from rich.table import Table
 
 from backorder.cli_chat import chat
 from backorder.cli_drafts import drafts_app
+from backorder.cli_jobs import jobs_app
 from backorder.cli_notifications import notifications_app, worker
+from backorder.cli_report import report_app
 from backorder.cli_staff import staff_app
 from backorder.config import Settings, load_settings
+from backorder.logs import configure as configure_logging
 from services.context import Context
 from store.db import upgrade
 
@@ -34,6 +37,8 @@ app.add_typer(dl_app, name="deadletters")
 app.add_typer(notifications_app, name="notifications")
 app.add_typer(staff_app, name="staff")
 app.add_typer(drafts_app, name="drafts")
+app.add_typer(report_app, name="report")
+app.add_typer(jobs_app, name="jobs")
 app.command("worker")(worker)
 app.command("chat")(chat)
 
@@ -263,6 +268,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
     from bot.api import create_app
 
     ctx = _fresh_demo_context(quiet=True) if demo else _context()
+    configure_logging(ctx.settings.logging)
     try:
         api = create_app(ctx, notify_worker=with_worker)
     except ValueError as exc:  # a channel that cannot work as configured: say which, do not half-start
@@ -270,7 +276,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
         raise typer.Exit(2) from exc
     channels = ", ".join(api.state.channels) or "none (configure [slack], [teams] or [twilio])"
     console.print(f"serving on http://{host}:{port} (docs at /docs); chat channels: {channels}")
-    uvicorn.run(api, host=host, port=port, log_level="info")
+    # Our own handler formats uvicorn's records too; bot/observability.py logs each request (with its id),
+    # so uvicorn's access log would only repeat it.
+    uvicorn.run(api, host=host, port=port, log_config=None, access_log=False,
+                log_level=ctx.settings.logging.level.lower())
 
 
 def _fresh_demo_context(quiet: bool) -> Context:
@@ -282,6 +291,7 @@ def _fresh_demo_context(quiet: bool) -> Context:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     ctx = _context(database_url=url)
+    configure_logging(ctx.settings.logging)
     play(ctx, console, quiet=quiet)
     return ctx
 
@@ -292,4 +302,4 @@ def demo() -> None:
     started = datetime.now(UTC)
     _fresh_demo_context(quiet=False)
     console.print(f"\n[dim]demo finished in {(datetime.now(UTC) - started) / timedelta(seconds=1):.1f} s; "
-                  f"the data is in {DEMO_DB}: try `backorder serve --demo` and open /docs[/dim]")
+                  f"the data is in {DEMO_DB}: try `backorder serve --demo` and open /dashboard or /docs[/dim]")

@@ -111,11 +111,13 @@ def worker(
     apply: Annotated[bool, typer.Option("--apply/--no-apply",
                                         help="also apply stored events (the inbox), beside the API's applier")] = True,
 ) -> None:
-    """Run the notification worker: dispatch the outbox and the digests, and apply stored events, until
-    stopped (Ctrl-C, SIGTERM)."""
+    """Run the worker: dispatch the outbox, run the scheduled jobs ([schedule], each once cluster-wide) and
+    apply stored events, until stopped (Ctrl-C, SIGTERM). --once: run digests and drafts, send, exit."""
+    from backorder.logs import configure as configure_logging
     from services.worker import drain_outbox, run_worker
 
     ctx = _context()
+    configure_logging(ctx.settings.logging)
     if once:
         sent = asyncio.run(drain_outbox(ctx, console))
         console.print(f"{sent} message(s) sent")

@@ -6,10 +6,12 @@ Every key is documented in docs/configuration.md; a test keeps that page and the
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -116,7 +118,7 @@ class NotifySettings(BaseModel):
     concurrency: int = Field(64, ge=1, description="sends a worker has in flight")
     lease_seconds: float = Field(60.0, gt=0, description="a claimed row returns to the pool after this")
     poll_seconds: float = Field(0.1, gt=0, description="idle worker's wait between outbox polls")
-    jobs_every_seconds: float = Field(15.0, gt=0, description="how often a worker looks for due digests")
+    jobs_every_seconds: float = Field(15.0, gt=0, description="how often a worker looks for due [schedule] jobs")
     rate_per_destination: dict[str, float] = Field(
         default_factory=lambda: {"sms": 1.0, "whatsapp": 1.0, "slack": 1.0, "teams": 7.0, "email": 5.0},
         description="messages/s to one address, per channel (absent: unlimited)",
@@ -208,6 +210,80 @@ class SubstituteSettings(BaseModel):
     max_candidates: int = Field(5, ge=1, le=50, description="candidates shown by GET /substitutes")
     same_region_only: bool = Field(
         False, description="only warehouses in the customer's region can serve them")
+
+
+TASK_KINDS = ("procurement_review", "inventory_check", "handoff", "purchase_suggestion", "transfer_suggestion")
+DEFAULT_TASK_OWNERS = {"procurement_review": "procurement", "inventory_check": "warehouse_manager",
+                       "handoff": "customer_service", "purchase_suggestion": "procurement",
+                       "transfer_suggestion": "warehouse_manager"}
+# A hand-off keeps a customer waiting on a person, so it is due soonest; a purchase review waits on suppliers anyway.
+DEFAULT_TASK_SLA_HOURS = {"procurement_review": 24.0, "inventory_check": 8.0, "handoff": 4.0,
+                          "purchase_suggestion": 24.0, "transfer_suggestion": 12.0}
+
+
+class TaskSettings(BaseModel):
+    """Tasks' owners and deadlines, and who hears of an overdue one (docs/tasks.md)."""
+
+    owner_roles: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_TASK_OWNERS), description="per task kind: the staff role that works it")
+    sla_hours: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_TASK_SLA_HOURS), description="per task kind: hours until it is due")
+    default_sla_hours: float = Field(24.0, gt=0, description="hours until a task of a kind not in sla_hours is due")
+    leads: dict[str, str] = Field(
+        default_factory=dict, description="per role: the staff id of its lead, who hears of its overdue tasks")
+    lead_channels: list[str] = Field(
+        default_factory=lambda: ["slack", "teams", "email", "sms"],
+        description="a lead's channels in order of preference (the first they have an account on is used)")
+
+    @field_validator("owner_roles")
+    @classmethod
+    def _owners(cls, given: dict[str, str]) -> dict[str, str]:
+        for kind, role in given.items():
+            _known_kind(kind)
+            if not (role[:1].isalpha() and role == role.lower() and role.replace("_", "").isalnum()):
+                raise ValueError(f"{kind}: {role!r} is not a role name (lower case letters, digits, _)")
+        return {**DEFAULT_TASK_OWNERS, **given}  # a kind not named keeps its default
+
+    @field_validator("sla_hours")
+    @classmethod
+    def _slas(cls, given: dict[str, float]) -> dict[str, float]:
+        for kind, hours in given.items():
+            _known_kind(kind)
+            if not hours > 0:
+                raise ValueError(f"{kind}: {hours} hours; an SLA must be more than 0 hours")
+        return {**DEFAULT_TASK_SLA_HOURS, **given}
+
+    @field_validator("leads")
+    @classmethod
+    def _leads(cls, given: dict[str, str]) -> dict[str, str]:
+        for role, staff_id in given.items():
+            if not staff_id.strip():
+                raise ValueError(f"{role}: the lead's staff id is empty")
+        return given
+
+    @field_validator("lead_channels")
+    @classmethod
+    def _channels(cls, given: list[str]) -> list[str]:
+        for channel in given:
+            if channel not in LEAD_CHANNELS:
+                raise ValueError(f"unknown channel {channel!r}; one of {', '.join(LEAD_CHANNELS)}")
+        if not given:
+            raise ValueError("name at least one channel")
+        return given
+
+    def owner_role(self, kind: str) -> str | None:
+        return self.owner_roles.get(kind)
+
+    def sla(self, kind: str) -> float:
+        return self.sla_hours.get(kind, self.default_sla_hours)
+
+
+LEAD_CHANNELS = ("slack", "teams", "email", "sms", "whatsapp", "console")
+
+
+def _known_kind(kind: str) -> None:
+    if kind not in TASK_KINDS:
+        raise ValueError(f"{kind}: unknown task kind; one of {', '.join(TASK_KINDS)}")
 
 
 class StaffContact(BaseModel):
@@ -374,8 +450,194 @@ class LinkSettings(BaseModel):
         return self
 
 
+class DashboardSettings(BaseModel):
+    """The operations dashboard (bot/dashboard.py, docs/dashboard.md)."""
+
+    refresh_seconds: float = Field(5.0, gt=0, le=3600, description="how often open pages check for changes")
+    session_hours: float = Field(12.0, gt=0, le=720, description="how long a dashboard sign-in lasts")
+    top: int = Field(10, ge=1, le=100, description="rows per breakdown table (by SKU, supplier, ...)")
+    window_days: int = Field(14, ge=1, le=90, description="days of fulfillment progress shown")
+    kpi_days: float = Field(7.0, gt=0, le=366, description="days of notification KPIs shown")
+    inbound_limit: int = Field(8, ge=1, le=100, description="next inbound purchase orders shown")
+
+
+class HealthSettings(BaseModel):
+    """Worker heartbeats and what /readyz counts as alive (docs/observability.md)."""
+
+    heartbeat_seconds: float = Field(10.0, gt=0, le=3600, description="how often a worker writes its heartbeat")
+    stale_seconds: float = Field(60.0, gt=0, le=86_400,
+                                 description="a heartbeat older than this no longer counts as a live worker")
+    readyz_public: bool = Field(False, description="serve /readyz without the API token (for a load balancer "
+                                "that cannot send one); its body names checks, never secrets")
+
+    @model_validator(mode="after")
+    def _stale_after_beats(self) -> HealthSettings:
+        if self.stale_seconds <= self.heartbeat_seconds:
+            raise ValueError("health.stale_seconds must be longer than health.heartbeat_seconds, "
+                             "or a live worker would look dead between two beats")
+        return self
+
+
+class LoggingSettings(BaseModel):
+    """Log records of `serve`, `worker` and `demo` (backorder/logs.py)."""
+
+    format: str | None = Field(None, description="json or text; unset: text on a terminal, json otherwise")
+    level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() not in ("json", "text"):
+            raise ValueError(f"logging.format must be json or text, not {value!r}")
+        return value.lower() if value else None
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"logging.level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+        return value.upper()
+
+
+# The scheduler's jobs and when they run by default (services/scheduler.py holds what each one does).
+DEFAULT_JOBS: dict[str, str] = {
+    "allocate_nightly": "0 2 * * *",
+    "overdue_check": "0 * * * *",
+    "digests": "* * * * *",
+    "drafts": "* * * * *",
+    "weekly_report": "0 7 * * 1",
+    "dead_letter_retry": "*/15 * * * *",
+    "retention": "30 3 * * *",
+    "task_escalation": "*/5 * * * *",
+    "reorder_check": "15 * * * *",
+}
+
+
+class JobSettings(BaseModel):
+    cron: str = Field(description="five-field cron expression, in [schedule] timezone")
+    enabled: bool = Field(True, description="false: the job never runs")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, v: str) -> str:
+        from cronsim import CronSim, CronSimError
+
+        v = " ".join(v.split())
+        if len(v.split()) != 5:  # cronsim also takes a seconds field; a scheduler ticking by the minute does not
+            raise ValueError(f"{v!r} is not a cron expression: it needs five fields (minute hour day month weekday)")
+        try:
+            CronSim(v, datetime(2026, 1, 1, tzinfo=UTC))
+        except CronSimError as exc:
+            raise ValueError(f"{v!r} is not a cron expression: {exc}") from None
+        return v
+
+
+def _known_zone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r} (an IANA name such as Europe/Berlin)") from None
+    return v
+
+
+ZoneName = Annotated[str, AfterValidator(_known_zone)]  # an IANA time zone the zoneinfo database knows
+
+
+class ScheduleSettings(BaseModel):
+    """Cron-style jobs run by the workers, each once cluster-wide (docs/scheduler.md)."""
+
+    timezone: ZoneName = Field("UTC", description="time zone the cron expressions are read in")
+    jobs: dict[str, JobSettings] = Field(
+        default_factory=lambda: {n: JobSettings(cron=c) for n, c in DEFAULT_JOBS.items()},
+        description="per job name: {cron, enabled}; jobs left out keep their defaults",
+    )
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _known_jobs_with_defaults(cls, v: Any) -> Any:
+        """A table names only the jobs it changes (`enabled = false` alone keeps the default cron)."""
+        if not isinstance(v, dict):
+            return v
+        unknown = sorted(set(v) - set(DEFAULT_JOBS))
+        if unknown:
+            raise ValueError(f"unknown job {', '.join(map(repr, unknown))}; jobs are {', '.join(DEFAULT_JOBS)}")
+        merged: dict[str, Any] = {}
+        for name, cron in DEFAULT_JOBS.items():
+            given = v.get(name, {})
+            given = given.model_dump() if isinstance(given, JobSettings) else dict(given)
+            merged[name] = {"cron": cron, **given}
+        return merged
+
+
+class RetentionSettings(BaseModel):
+    """How long finished rows are kept before the `retention` job deletes them."""
+
+    outbox_days: int = Field(30, ge=1, description="sent, delivered, cancelled and digested messages kept this long")
+    inbox_days: int = Field(90, ge=1, description="applied and ignored inbound events kept this long")
+
+
 def _config_file() -> Path:
     return Path(os.environ.get("BACKORDER_CONFIG", "backorder.toml"))
+
+
+class ReorderOverride(BaseModel):
+    """Fixed levels of one SKU; a key left out is computed from demand (or master data)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reorder_point: int | None = Field(None, ge=0, description="projected units below which to reorder")
+    reorder_qty: int | None = Field(None, ge=1, description="units to suggest (more when the shortfall is larger)")
+    supplier: str | None = Field(None, min_length=1, description="supplier id to buy from instead of the product's")
+
+
+class ReorderSettings(BaseModel):
+    """Reorder suggestions and transfers (docs/reorder.md)."""
+
+    enabled: bool = Field(True, description="the reorder_check job opens suggestions")
+    demand_window_days: int = Field(28, ge=1, le=365, description="days of orders the daily demand is taken from")
+    safety_days: int = Field(7, ge=0, le=365, description="days of demand kept beyond the lead time")
+    default_lead_time_days: int = Field(14, ge=0, le=365, description="lead time of a SKU whose supplier has none")
+    transfer_days: int = Field(2, ge=0, le=60, description="days a transfer between warehouses takes")
+    transfer_first: bool = Field(True, description="suggest a transfer from a warehouse with surplus before buying")
+    rejected_quiet_days: int = Field(7, ge=0, le=365, description="a rejected suggestion is not made again for this")
+    overrides: dict[str, ReorderOverride] = Field(default_factory=dict, description="per SKU: fixed levels")
+
+    @field_validator("overrides")
+    @classmethod
+    def _skus(cls, overrides: dict[str, ReorderOverride]) -> dict[str, ReorderOverride]:
+        for sku in overrides:
+            if not sku.strip():
+                raise ValueError("overrides: a SKU key is empty")
+        return overrides
+
+
+class ReportSettings(BaseModel):
+    """The weekly backorder report (services/weekly_report.py, docs/reports.md)."""
+
+    enabled: bool = Field(True, description="build and deliver the weekly report from the scheduler's job")
+    timezone: ZoneName = Field("UTC", description="time zone whose Monday 00:00 starts a report week")
+    weeks: int = Field(8, ge=1, le=52, description="weeks in the opened-vs-resolved trend")
+    top: int = Field(10, ge=1, le=100, description="rows in each top list (SKUs, suppliers, customers)")
+    roles: list[str] = Field(default_factory=list, description="staff roles whose [staff] contact receives it")
+    slack_channel: str | None = Field(None, description="a Slack channel id that receives it")
+    teams_conversation: str | None = Field(None, description="a Teams conversation id that receives it")
+    emails: list[str] = Field(default_factory=list, description="e-mail addresses that receive it")
+    attach: list[str] = Field(default_factory=lambda: ["pdf"], description="formats attached to the e-mail")
+
+    @field_validator("attach")
+    @classmethod
+    def _known_formats(cls, v: list[str]) -> list[str]:
+        bad = [f for f in v if f not in ("md", "html", "csv", "pdf")]
+        if bad:
+            raise ValueError(f"unknown format {bad[0]!r}; one of md, html, csv, pdf")
+        return v
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, v: list[str]) -> list[str]:
+        bad = [r for r in v if r not in StaffSettings.model_fields or r in ("members", "unlinked_read")]
+        if bad:
+            raise ValueError(f"unknown staff role {bad[0]!r}; a contact of [staff]")
+        return v
 
 
 class Settings(BaseSettings):
@@ -398,6 +660,14 @@ class Settings(BaseSettings):
     teams: TeamsSettings = Field(default_factory=TeamsSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
     links: LinkSettings = Field(default_factory=LinkSettings)
+    reorder: ReorderSettings = Field(default_factory=ReorderSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    tasks: TaskSettings = Field(default_factory=TaskSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
 
     @field_validator("database_url")
     @classmethod

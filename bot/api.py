@@ -15,8 +15,18 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot import approvals_page, drafts_api, offer_links, substitutes_api
+from bot import (
+    approvals_page,
+    drafts_api,
+    observability,
+    offer_links,
+    reports_api,
+    substitutes_api,
+    suggestions_api,
+    tasks_api,
+)
 from bot.channels import mount_channels
+from bot.dashboard import mount as mount_dashboard
 from intake.envelope import event_json_schema, parse_events
 from intake.errors import EventValidationError
 from intake.payloads import CustomerChannel
@@ -183,7 +193,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
     @app.get("/tasks", dependencies=auth)
     def get_tasks(status: str | None = "open", kind: str | None = None) -> dict[str, Any]:
         with ctx.engine.connect() as conn:
-            return {"tasks": reads.list_tasks(conn, status or None, kind)}
+            return {"tasks": reads.list_tasks(conn, status or None, kind, now=ctx.now())}
 
     @app.get("/incidents", dependencies=auth)
     def get_incidents(status: str | None = None, sku: str | None = None) -> dict[str, Any]:
@@ -268,9 +278,14 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
 
     kick = worker.kick if worker is not None else lambda: None
     drafts_api.mount(app, ctx, auth, kick)
+    tasks_api.mount(app, ctx, auth, kick)  # POST /tasks/{id}/take, /finish, /reassign
+    suggestions_api.mount(app, ctx, auth, kick)  # POST /tasks/{id}/approve, /reject (reorder suggestions)
     substitutes_api.mount(app, ctx, auth)
+    reports_api.mount(app, ctx, auth)  # a chart also answers a signed link (Teams fetches card images)
     offer_links.mount(app, ctx, kick)  # signed e-mail links: the signature authorises, no bearer token
     approvals_page.mount(app, ctx, auth, kick)
+    mount_dashboard(app, ctx, auth, kick)  # /dashboard: docs/dashboard.md
+    observability.mount(app, ctx, auth)  # /readyz, /metrics, request ids
     app.state.channels = mount_channels(app, ctx, kick)
     return app
 

@@ -17,12 +17,18 @@ CUSTOMER_KINDS = ("backorder_created", "eta_changed", "allocated", "shipped", "d
                   "substitution_offer", "substitution_confirmed", "substitution_declined",
                   "partial_shipment_offer", "partial_shipment_confirmed", "question_reply")
 INTERNAL_KINDS = ("high_value_backorder", "procurement_task", "inventory_task", "handoff_task", "ops_digest",
-                  "approval_request", "approval_escalation", "approval_outcome")
+                  "approval_request", "approval_escalation", "approval_outcome",
+                  "task_overdue",  # a task past its due time, told to its role's lead (services/task_escalation.py)
+                  "purchase_suggestion", "transfer_suggestion")  # reorder suggestions (services/reorder.py)
 DEFAULT_ROLES = {"high_value_backorder": ("warehouse_manager",), "procurement_task": ("team",),
                  "inventory_task": ("team",), "handoff_task": ("team",), "ops_digest": ("team",),
-                 "approval_request": ("approver",), "approval_escalation": ("lead",)}
+                 "approval_request": ("approver",), "approval_escalation": ("lead",),
+                 "task_overdue": ("lead",),  # when [tasks] leads names no lead for the task's role
+                 "purchase_suggestion": ("procurement",), "transfer_suggestion": ("warehouse_manager",)}
 TASK_KINDS = {"procurement_review": "procurement_task", "inventory_check": "inventory_task",
-              "handoff": "handoff_task"}
+              "handoff": "handoff_task",
+              # a reorder suggestion is its own notice: a card with Approve / Reject (docs/reorder.md)
+              "purchase_suggestion": "purchase_suggestion", "transfer_suggestion": "transfer_suggestion"}
 WAITING = ("backordered", "partially_allocated")
 # A pending notice of this kind is stale once none of its lines is in one of these states.
 STILL_APPLIES = {"backorder_created": WAITING, "eta_changed": WAITING, "delay_overdue": WAITING,
@@ -141,7 +147,9 @@ def notices_for(events: Iterable[tuple[str, Mapping[str, Any]]], lines: Mapping[
                                     extra={"task": {"id": data.get("task_id"), "kind": data.get("kind"),
                                                     "sku": data.get("sku"), "title": data.get("title"),
                                                     "severity": data.get("severity"),
-                                                    "detail": data.get("detail") or {}}}))
+                                                    "detail": data.get("detail") or {},
+                                                    "owner_role": data.get("owner_role"),
+                                                    "due_at": data.get("due_at")}}))
     if "high_value_backorder" not in cfg.disabled:
         staff += _high_value(by_key, lines, cfg.high_value_threshold)
     return list(by_key.values()) + staff

@@ -11,7 +11,7 @@ from allocation.eta import project_etas
 from allocation.model import DomainEvent
 from allocation.policy import AllocationPolicy
 from allocation.result import AllocationResult
-from services import recording  # a module: recording -> notifications -> substitutions imports us
+from services import metrics, recording  # a module: recording -> notifications -> substitutions imports us
 from services.context import Context
 from store import allocation_io as io
 
@@ -58,6 +58,7 @@ def run_pass(
                            io.load_lead_times(conn, skus))
     now = ctx.now()
     audit = io.save(conn, loaded, now)
+    metrics.allocations_saved(conn, loaded)
     io.write_audit(conn, audit, actor, cause, now)
     recording.record(conn, ctx, events, loaded.public_ids, cause, now, skus if restock else ())
     return events

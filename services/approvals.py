@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, String, and_, case, cast, literal, select, update
 
-from services import drafts
+from services import card_redraws, drafts
 from services.context import Context
 from store import tables as t
 from store.db import unit_of_work
@@ -188,24 +188,12 @@ def _audit(conn: Connection, d: Mapping[str, Any], action: str, actor: str, now:
 
 def _update_cards(conn: Connection, ctx: Context, d: Mapping[str, Any], now: datetime) -> None:
     """Every approval card already posted for this draft is redrawn with the outcome, in place."""
-    o = t.outbox
-    cards = conn.execute(select(o.c.id, o.c.channel, o.c.recipient, o.c.provider_id, o.c.role, o.c.locale).where(
-        o.c.cause == f"draft:{d['id']}", o.c.kind.in_(("approval_request", "approval_escalation")),
-        o.c.channel.in_(("slack", "teams")), o.c.status.in_(("sent", "delivered")), o.c.provider_id.isnot(None))).all()
-    if not cards:
-        return
-    from services.notifications import RowBuilder, idempotency_key
-
-    outcome = outcome_card(d)
-    builder = RowBuilder(ctx, f"draft:{d['id']}", now, now)
-    rows = []
-    for card in cards:
-        key = idempotency_key("approval_update", card.channel, f"draft:{d['id']}", d["status"], card.id)
-        rows.append(builder._base("approval_update", "staff", key, channel=card.channel, recipient=card.recipient,
-                                  role=card.role, order_id=d["order_id"], customer_id=d["customer_id"],
-                                  body=outcome["text"], urgent=True,
-                                  payload={**outcome, "replace": card.provider_id, "draft_id": d["id"]}))
-    insert_ignore(conn, o, rows, ["idempotency_key"])
+    cause = f"draft:{d['id']}"
+    cards = card_redraws.posted(conn, t.outbox.c.cause == cause,
+                                t.outbox.c.kind.in_(("approval_request", "approval_escalation")))
+    if cards:  # the outcome card is drawn only when there is a card to redraw
+        card_redraws.redraw(conn, ctx, cause, d["status"], cards, outcome_card(d), now, extra={"draft_id": d["id"]},
+                            order_id=d["order_id"], customer_id=d["customer_id"])
 
 
 def outcome_card(d: Mapping[str, Any]) -> dict[str, Any]:

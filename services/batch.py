@@ -32,7 +32,7 @@ from allocation.eta import project_etas
 from allocation.model import DomainEvent, InboundPO, Line, Stock
 from allocation.policy import AllocationPolicy
 from allocation.result import AllocationResult
-from services import notifications
+from services import metrics, notifications
 from services.context import Context
 from store import allocation_io as io
 from store.db import unit_of_work
@@ -238,6 +238,7 @@ def _run_chunk(conn: Connection, ctx: Context, sql: _Sql, skus: list[str], repor
     with report.step("rows"):
         writes, units = _writes(loaded, result, eta_before, eta_changed, eta_events)
     sql.write(conn, report, ctx.now(), writes)
+    metrics.moves_saved(conn, result.moves)
     if writes.events and notify_cause is not None:
         with report.step("plan:notifications"):
             # The same planner as the per-event path; the cause names this run, so tonight's

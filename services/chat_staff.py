@@ -7,25 +7,29 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select
 
 from allocation.ordering import sort_key_for
+from backorder.config import DEFAULT_TASK_OWNERS
 from intents import Understanding
-from services import reads
+from services import reads, task_staff, tasks
 from services.allocating import run_pass
 from services.context import Context
+from services.task_staff import ACTING_ROLES, may_work
 from store import allocation_io as io
 from store import tables as t
 
 WAITING = ("backordered", "partially_allocated")
-ACTING_ROLES = frozenset({"ops", "admin"})
-# The task kinds each role works on: they may close those; ops and admin may close any.
+# The task kind each role works on by default ([tasks] owner_roles decides; see may_close); ops and admin any.
 TASKS_OF_ROLE = {"procurement": "procurement_review", "warehouse_manager": "inventory_check",
                  "customer_service": "handoff"}
 
 
-def may_close(roles: frozenset[str], task_kind: str) -> bool:
-    return bool(roles & ACTING_ROLES) or any(TASKS_OF_ROLE.get(r) == task_kind for r in roles)
+def may_close(roles: frozenset[str], task_kind: str, owner_role: str | None = None) -> bool:
+    """Whether these roles may close a task of this kind: its owner role ([tasks] owner_roles), ops or admin."""
+    return may_work(roles, owner_role or DEFAULT_TASK_OWNERS.get(task_kind))
+
+
 AGING = ((0, 2, "0-2"), (3, 7, "3-7"), (8, 14, "8-14"), (15, 30, "15-30"), (31, 10**6, "30+"))
 SHOW = 10
 
@@ -107,7 +111,7 @@ def sku_stock(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: s
 
 def open_tasks(conn: Connection, ctx: Context, roles: frozenset[str], staff_id: str, u: Understanding,
                text: str) -> Answer:
-    tasks = reads.list_tasks(conn, "open")
+    tasks = reads.list_tasks(conn, "open", now=ctx.now())
     if "task_id" in u.entities:  # the "Open task" button on an alert
         tasks = [tk for tk in tasks if tk["id"] == u.entities["task_id"]]
     if "sku" in u.entities:
@@ -134,20 +138,17 @@ def complete_task(conn: Connection, ctx: Context, roles: frozenset[str], staff_i
                   text: str) -> Answer:
     task_id = u.entities.get("task_id")
     tk = t.tasks
-    kind = conn.execute(select(tk.c.kind).where(tk.c.id == task_id, tk.c.status == "open")).scalar_one_or_none()
-    if kind is None:
+    row = conn.execute(select(tk.c.kind, tk.c.owner_role).where(tk.c.id == task_id, tk.c.status == "open")).first()
+    if row is None:
         return "staff_no_task", {"task_id": task_id}
-    if not may_close(roles, kind):
-        needs = sorted(ACTING_ROLES | {r for r, k in TASKS_OF_ROLE.items() if k == kind})
-        return "staff_forbidden", {"action": f"close {kind.replace('_', ' ')} tasks", "needs": needs}
-    done = conn.execute(update(tk).where(tk.c.id == task_id, tk.c.status == "open")
-                        .values(status="done", closed_at=ctx.now()).returning(tk.c.title)).first()
-    if done is None:  # closed by someone else in between
+    try:  # services.tasks checks the role and records the audit row and the event
+        done = tasks.close(conn, ctx, int(task_id), tasks.Actor(staff_id, roles, "chat"))
+    except tasks.NotAllowed:
+        needs = task_staff.needs(tasks.role_of(ctx, {"kind": row.kind, "owner_role": row.owner_role}))
+        return "staff_forbidden", {"action": f"close {row.kind.replace('_', ' ')} tasks", "needs": needs}
+    except tasks.TaskError:  # closed by someone else in between
         return "staff_no_task", {"task_id": task_id}
-    io.write_audit(conn, [{"entity": "task", "entity_id": str(task_id), "action": "done",
-                           "before": {"status": "open"}, "after": {"status": "done"}}],
-                   f"chat:{staff_id}", "closed in chat", ctx.now())
-    return "staff_task_done", {"task_id": task_id, "title": done.title}
+    return "staff_task_done", {"task_id": task_id, "title": done["title"]}
 
 
 STAFF_HANDLERS: dict[str, Callable[[Connection, Context, frozenset[str], str, Understanding, str], Answer]] = {

@@ -10,7 +10,7 @@ from rich.panel import Panel
 from sqlalchemy import func, select
 
 from prompts import render
-from services import approvals
+from services import approvals, ops_figures, reorder
 from services.context import Context
 from services.demo_data import story
 from services.inbox import drain, store_events
@@ -46,6 +46,9 @@ def play(ctx: Context, console: Console, quiet: bool = False) -> None:
         if chapter.check_overdue:
             check_overdue(ctx)
         signed = _approve_drafts(ctx) if chapter.approve_drafts else []
+        if chapter.ops_view:
+            clock.now += timedelta(hours=9)
+            reorder.check(ctx)
         if quiet:
             continue
         console.print()
@@ -60,6 +63,9 @@ def play(ctx: Context, console: Console, quiet: bool = False) -> None:
                 if row.type == "eta_changed" and row.data.get("new_eta") is None and not row.data.get("reason"):
                     continue  # the line stopped waiting; the allocation line above already says so
                 console.print("  " + render("cli/decision.txt.j2", type=row.type, e=row.data), highlight=False)
+            if chapter.ops_view:
+                figures = ops_figures.snapshot(conn, clock.now, ctx.settings)
+                console.print("  " + render("cli/ops_view.txt.j2", s=figures), highlight=False)
             for view in signed:
                 console.print("  " + render("cli/draft.txt.j2", d=view), highlight=False)
             if chapter.show_orders:

@@ -16,6 +16,7 @@ class Chapter:
     check_overdue: bool = False
     show_orders: list[str] = field(default_factory=list)
     approve_drafts: bool = False  # a person approves every draft waiting now (the first one edited)
+    ops_view: bool = False  # the scheduled reorder check runs, then the lead's dashboard figures are shown
 
 
 def _ev(n: int, type_: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
@@ -147,4 +148,12 @@ def story(start: datetime) -> list[Chapter]:
         advance_days=4,
         show_orders=["1041", "1042", "1043", "1044", "1046"],
     )
-    return [setup, rush, approvals, po, slip, late, arrival]
+    lead = Chapter(
+        "Day 10, 18:00: the operations lead looks up",
+        "The hourly reorder check compares each SKU's projected stock (on hand - allocated - waiting + "
+        "inbound) with its reorder point and posts suggestions to procurement with Approve / Reject buttons; "
+        "the dashboard shows what still waits, how old it is and what it is worth.",
+        advance_days=0,
+        ops_view=True,
+    )
+    return [setup, rush, approvals, po, slip, late, arrival, lead]

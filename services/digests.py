@@ -1,7 +1,7 @@
 """Digests: one message per customer summarising what was held for it, and the daily ops digest.
 
-Run by the worker every few seconds (catching up after downtime: a digest whose time passed
-while no worker ran goes out at the next tick). On PostgreSQL a transaction-level advisory
+Run by the scheduler's `digests` job, every minute by default (catching up after downtime: a digest
+whose time passed while no worker ran goes out at the next run). On PostgreSQL a transaction-level advisory
 lock makes each run cluster-wide single; idempotency keys make a repeated run harmless.
 """
 
@@ -21,6 +21,7 @@ from services.notify_facts import load_customers
 from store import outbox
 from store import tables as t
 from store.db import unit_of_work
+from store.locks import xact_lock
 from store.upsert import insert_ignore
 
 WAITING = ("backordered", "partially_allocated")
@@ -31,11 +32,6 @@ class DigestRun:
     customer_digests: int = 0
     entries: int = 0
     ops_digests: int = 0
-
-
-def _cluster_lock(conn: Connection, name: str) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(name, 0))))
 
 
 def run_due(ctx: Context) -> DigestRun:
@@ -51,7 +47,7 @@ def customer_digests(ctx: Context, run: DigestRun | None = None) -> DigestRun:
     cfg = ctx.settings.notify
     o = t.outbox
     with unit_of_work(ctx.engine) as conn:
-        _cluster_lock(conn, "digests:customers")
+        xact_lock(conn, "digests:customers")
         held = outbox.held_by_customer(conn)
         customers = load_customers(conn, held)
         builder = RowBuilder(ctx, "digest", now, now)
@@ -123,7 +119,7 @@ def ops_digest(ctx: Context, run: DigestRun | None = None) -> DigestRun:
         return run
     today = now.astimezone(tz).date().isoformat()
     with unit_of_work(ctx.engine) as conn:
-        _cluster_lock(conn, "digests:ops")
+        xact_lock(conn, "digests:ops")
         o = t.outbox
         if conn.execute(select(o.c.id).where(o.c.kind == "ops_digest", o.c.cause == f"ops-digest:{today}")
                         .limit(1)).first():

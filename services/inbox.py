@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import DBAPIError
 
-from services import master_data, orders, stock
+from services import log_context, master_data, metrics, orders, stock
 from services.context import Context
 from services.deadletters import park, resolve
 from services.outcomes import Ignore, Park
@@ -77,6 +77,7 @@ def store_events(ctx: Context, events: Sequence[dict[str, Any]]) -> tuple[list[s
         else DUPLICATE
         for i, ev in enumerate(events)
     ]
+    metrics.events_stored(events, outcomes)
     return outcomes, sorted(inserted.values())
 
 
@@ -119,12 +120,16 @@ def _apply_next_once(ctx: Context) -> int | None:
 
     A handler that ends in Ignore or Park (or fails) has its writes rolled back whole; the
     outcome is then recorded in a second, short unit of work. No savepoint on the happy path.
+    While it is applied, every log record names the event (services/log_context.py).
     """
+    token = None
+    started = time.perf_counter()
     try:
         with unit_of_work(ctx.engine) as conn:
             row = _claim(conn)
             if row is None:
                 return None
+            token = log_context.set_event(f"{row.source}:{row.event_id}")
             if conn.dialect.name == "postgresql":
                 # Safe to skip the wait for the WAL flush: the inbox row is durable already and
                 # flips back to pending with everything else if this commit is lost in a crash.
@@ -145,23 +150,37 @@ def _apply_next_once(ctx: Context) -> int | None:
             if row.was_parked:
                 resolve(conn, row.id, ctx.now())
             _mark(conn, ctx, row.id, "applied", None)
+            metrics.on_commit(conn, lambda: _done(row.type, "applied", started))
             return int(row.id)
     except _Outcome as outcome:
-        _record(ctx, row.id, outcome.why)
+        status = _record(ctx, row.id, outcome.why)
+        if status is not None:
+            _done(row.type, "ignored" if status == "ignored" else "dead", started)
         return int(row.id)
+    finally:
+        log_context.reset_event(token)
 
 
-def _record(ctx: Context, inbox_id: int, why: Ignore | Park) -> None:
+def _done(event_type: str, outcome: str, started: float) -> None:
+    seconds = time.perf_counter() - started
+    metrics.event_done(event_type, outcome, seconds)
+    log.debug("event %s %s in %.1f ms", event_type, outcome, seconds * 1000)
+
+
+def _record(ctx: Context, inbox_id: int, why: Ignore | Park) -> str | None:
+    """Record an event's outcome; returns the status it got (None: it stays pending or was taken)."""
     with unit_of_work(ctx.engine) as conn:
         if _claim(conn, inbox_id) is None:
-            return  # another process took it up meanwhile
+            return None  # another process took it up meanwhile
         now = ctx.now()
         if isinstance(why, Ignore):
             resolve(conn, inbox_id, now)
             _mark(conn, ctx, inbox_id, "ignored", why.note)
-        elif park(conn, inbox_id, why, now):
+            return "ignored"
+        if park(conn, inbox_id, why, now):
             _mark(conn, ctx, inbox_id, "parked", why.reason)
-        # else: what it waited for arrived meanwhile; it stays pending and is applied next
+            return "parked"
+        return None  # what it waited for arrived meanwhile; it stays pending and is applied next
 
 
 def _mark(conn: Connection, ctx: Context, inbox_id: int, status: str, note: str | None) -> None:

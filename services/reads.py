@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -139,19 +140,32 @@ def get_sku(conn: Connection, sku: str) -> dict[str, Any] | None:
     }
 
 
-def list_tasks(conn: Connection, status: str | None = "open", kind: str | None = None) -> list[dict[str, Any]]:
+def list_tasks(conn: Connection, status: str | None = "open", kind: str | None = None,
+               now: datetime | None = None) -> list[dict[str, Any]]:
+    """Tasks by id, each with its owner role, owner, due time and whether it is overdue at `now` (default: now)."""
     tk = t.tasks
     q = select(tk).order_by(tk.c.id)
     if status:
         q = q.where(tk.c.status == status)
     if kind:
         q = q.where(tk.c.kind == kind)
-    return [
-        {"id": r.id, "kind": r.kind, "sku": r.sku, "po_id": r.po_id, "title": r.title, "detail": r.detail,
-         "severity": r.severity, "status": r.status, "created_at": r.created_at.isoformat(),
-         "closed_at": r.closed_at.isoformat() if r.closed_at else None}
-        for r in conn.execute(q)
-    ]
+    at = now or datetime.now(UTC)
+    return [task_view(r, at) for r in conn.execute(q).mappings()]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def task_view(r: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """A task as the API, chat and the dashboard show it; `overdue`: still open past its due time."""
+    return {"id": r["id"], "kind": r["kind"], "sku": r["sku"], "po_id": r["po_id"], "title": r["title"],
+            "detail": r["detail"], "severity": r["severity"], "status": r["status"],
+            "created_at": r["created_at"].isoformat(), "closed_at": _iso(r["closed_at"]),
+            "owner_role": r["owner_role"], "owner": r["owner"], "taken_at": _iso(r["taken_at"]),
+            "due_at": _iso(r["due_at"]), "escalated_at": _iso(r["escalated_at"]), "closed_by": r["closed_by"],
+            "outcome": r["outcome"],
+            "overdue": r["status"] == "open" and r["due_at"] is not None and r["due_at"] <= now}
 
 
 def list_incidents(conn: Connection, status: str | None = None, sku: str | None = None) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The notification worker: dispatch plus the digest jobs, as its own process or a thread of `serve`."""
+"""The worker: dispatch plus the scheduled jobs, as its own process or a thread of `serve`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from rich.console import Console
 
 from notifiers.dispatch import Dispatcher
 from notifiers.senders.registry import build_senders, channel_rates
-from services import digests, drafts
+from services import digests, drafts, scheduler
 from services.applier import Applier
 from services.context import Context
+from services.heartbeats import Heartbeat
 from store.chat_state import purge_deliveries
 from store.db import unit_of_work
 
@@ -23,9 +24,19 @@ INBOX_POLL_S = 0.2  # a worker's applier is never kicked by the API process: it 
 DELIVERIES_KEPT = timedelta(days=7)  # past any provider's retries and WhatsApp's 24-hour window
 
 
-def jobs(ctx: Context) -> None:
-    """What a worker does now and then besides sending: digests, drafts past their approval time or expiry,
-    and forgetting old inbound deliveries."""
+def jobs(ctx: Context, owner: str | None = None) -> list[scheduler.Outcome]:
+    """What a worker does now and then besides sending: the scheduler's tick (the `[schedule]` jobs that are
+    due, each once cluster-wide: digests, drafts, the nightly allocation, ...) and forgetting old inbound
+    deliveries."""
+    ran = scheduler.run_due(ctx, owner=owner)
+    with unit_of_work(ctx.engine) as conn:
+        purge_deliveries(conn, ctx.now() - DELIVERIES_KEPT)
+    return ran
+
+
+def notify_jobs(ctx: Context) -> None:
+    """What must be done before sending everything due now (`worker --once`, the demo): digests and drafts
+    past their approval time or expiry, whatever their schedule."""
     digests.run_due(ctx)
     drafts.expire_due(ctx)
     drafts.escalate_due(ctx)
@@ -34,14 +45,16 @@ def jobs(ctx: Context) -> None:
 
 
 def make_dispatcher(ctx: Context, console: Console | None = None, owner: str | None = None) -> Dispatcher:
+    # No jobs for the dispatcher: they run in a thread of their own (scheduler.Ticker), so a long one (the
+    # nightly batch allocation) does not hold up sending.
     senders = build_senders(ctx.settings, console=console, engine=ctx.engine, clock=ctx.now)
     return Dispatcher(ctx.engine, ctx.settings.notify, senders, owner=owner, clock=ctx.now,
-                      jobs=lambda: jobs(ctx), jobs_every_s=ctx.settings.notify.jobs_every_seconds,
                       channel_rates=channel_rates(ctx.settings))
 
 
 async def run_worker(ctx: Context, stop: asyncio.Event, console: Console | None = None,
-                     wake: asyncio.Event | None = None, apply_inbox: bool = False) -> Dispatcher:
+                     wake: asyncio.Event | None = None, apply_inbox: bool = False, role: str = "worker",
+                     ) -> Dispatcher:
     """Dispatch until `stop`; with `apply_inbox`, also apply stored events in a thread of this process.
 
     Applying is CPU-bound Python: a second process applying (SKIP LOCKED on PostgreSQL keeps them
@@ -57,9 +70,15 @@ async def run_worker(ctx: Context, stop: asyncio.Event, console: Console | None 
         loop = asyncio.get_running_loop()
         applier = Applier(ctx, idle_poll_s=INBOX_POLL_S, on_applied=lambda: loop.call_soon_threadsafe(wake.set))
         applier.start()
+    heartbeat = Heartbeat(ctx.engine, role, ctx.settings.health.heartbeat_seconds, ctx.now)  # for /readyz
+    await asyncio.to_thread(heartbeat.start)
+    ticker = scheduler.Ticker(lambda: jobs(ctx), ctx.settings.notify.jobs_every_seconds)
+    ticker.start()
     try:
         await dispatcher.run(stop, wake)
     finally:
+        await asyncio.to_thread(ticker.stop)
+        await asyncio.to_thread(heartbeat.stop)
         if composer is not None:
             await asyncio.to_thread(composer.stop)
         if applier is not None:
@@ -73,7 +92,7 @@ async def drain_outbox(ctx: Context, console: Console | None = None, max_rounds:
     dispatcher = make_dispatcher(ctx, console)
     sent = 0
     try:
-        jobs(ctx)
+        notify_jobs(ctx)
         while drafts.compose_due(ctx):  # with a model: its drafts and their approval cards, before sending
             pass
         await dispatcher.drain(max_rounds)
@@ -143,7 +162,7 @@ class WorkerThread:
             self._loop = asyncio.get_running_loop()
             self._stop, self._wake = asyncio.Event(), asyncio.Event()
             self._ready.set()
-            await run_worker(self._ctx, self._stop, self._console, self._wake)
+            await run_worker(self._ctx, self._stop, self._console, self._wake, role="serve")
 
         try:
             asyncio.run(main())

@@ -1,7 +1,8 @@
 """The Teams bot's turns: messages and @mentions, card buttons, installs. Thin: who, what, answer, reply.
 
 A draft's buttons (draft_approve / draft_reject / draft_edit), pressed as Action.Execute or arriving as the
-Action.Submit fallback, are bot.teams.approvals' to answer.
+Action.Submit fallback, are bot.teams.approvals' to answer; a task's (task_take / task_finish / task_reassign)
+bot.teams.tasks'.
 
 Every turn stores the conversation reference under the conversation id and, in a 1:1 chat, under the
 user's id too, so alerts can later reach a channel (StaffContact.teams_conversation) or a person. The answers come from
@@ -33,7 +34,7 @@ from microsoft_agents.hosting.core import (
     TurnState,
 )
 
-from bot.teams import approvals
+from bot.teams import approvals, suggestions, tasks
 from notifiers.adaptive_cards import CONTENT_TYPE, answer_card
 from services.channels import staff_user
 from services.chat import ACTIONS, ChatReply, ChatUser, act, reply
@@ -155,6 +156,12 @@ def build_agent(ctx: Context, connection_manager: Connections) -> AgentApplicati
             if approvals.is_draft_press(context.activity.value):  # Action.Submit from a host without Universal Actions
                 await approvals.on_submit(ctx, context, _asker)
                 return
+            if suggestions.is_suggestion_press(context.activity.value):  # a reorder suggestion's Approve / Reject
+                await suggestions.on_submit(ctx, context, _asker)
+                return
+            if tasks.is_task_press(context.activity.value):  # a task's Take / Done / Reassign
+                await tasks.on_submit(ctx, context, _asker)
+                return
             answer = await asyncio.to_thread(_answer_message, ctx, context.activity)
             if answer is not None:
                 out = MessageFactory.text(answer.reply)
@@ -177,6 +184,12 @@ def build_agent(ctx: Context, connection_manager: Connections) -> AgentApplicati
         if approvals.is_draft_press(data):
             await asyncio.to_thread(_remember, ctx, context.activity, dedupe=False)
             return await approvals.on_execute(ctx, context, data, _asker)
+        if suggestions.is_suggestion_press(data):
+            await asyncio.to_thread(_remember, ctx, context.activity, dedupe=False)
+            return await suggestions.on_execute(ctx, context, data, _asker)
+        if tasks.is_task_press(data):
+            await asyncio.to_thread(_remember, ctx, context.activity, dedupe=False)
+            return await tasks.on_execute(ctx, context, data, _asker)
         answer = await asyncio.to_thread(_answer_button, ctx, context.activity, data)
         if answer is None:
             return AdaptiveCardInvokeResponse(

@@ -18,40 +18,31 @@ account has none). Of two approvers pressing at once, one decides; the other see
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
-import aiohttp
-from microsoft_agents.activity import Activity, AdaptiveCardInvokeResponse
-from microsoft_agents.hosting.core import MessageFactory, TurnContext
+from microsoft_agents.activity import AdaptiveCardInvokeResponse
+from microsoft_agents.hosting.core import TurnContext
 from sqlalchemy import select
 
-from notifiers.adaptive_cards import CONTENT_TYPE, approval_card, decided_card, escape_markdown
+from bot.teams import presses
+from bot.teams.presses import VIA, Asker
+from notifiers.adaptive_cards import approval_card, decided_card
 from notifiers.render import render_notice
 from notifiers.senders.teams import card_activity
-from prompts import render
 from services import approvals, drafts
 from services.chat import ChatUser
 from services.context import Context
 from store import tables as t
 
-VIA = "teams"
 APPROVE, REJECT, EDIT = "draft_approve", "draft_reject", "draft_edit"
 DRAFT_VERBS = frozenset({APPROVE, REJECT, EDIT})
-ERROR_TYPE = "application/vnd.microsoft.error"
-
-log = logging.getLogger(__name__)
-
-Asker = Callable[[Context, Activity], ChatUser]
 
 
 def is_draft_press(data: object) -> bool:
     """Whether a button's data is one of a draft's buttons."""
-    return isinstance(data, Mapping) and data.get("action") in DRAFT_VERBS
+    return presses.is_press(data, DRAFT_VERBS)
 
 
 @dataclass(frozen=True)
@@ -96,13 +87,10 @@ def _late(row: Mapping[str, Any], line: str) -> Answer:
 
 def decide(ctx: Context, user: ChatUser, data: Mapping[str, Any]) -> Answer:
     """Act on a press of a draft's button (in a worker thread: the store is synchronous)."""
-    verb = str(data.get("action") or "")
-    value = str(data.get("value") or "")
-    if verb not in DRAFT_VERBS:
-        return Answer(bad_request="data.action: not a draft action")
-    if not value.isdigit():
-        return Answer(bad_request="data.value: not a draft id")
-    draft_id = int(value)
+    press = presses.press_of(data, DRAFT_VERBS, "draft")
+    if isinstance(press, str):
+        return Answer(bad_request=press)
+    verb, draft_id = press
     row = _row(ctx, draft_id)
     if row is None:
         return Answer(bad_request=f"data.value: draft {draft_id} not found")
@@ -137,8 +125,7 @@ def _refusal(ctx: Context, user: ChatUser, who: approvals.Approver) -> str | Non
     """Why this presser may not decide: an unlinked account is told how to get linked, a staff member
     without an approver role which role it takes; None when they may."""
     if not user.linked:
-        account = (user.staff_id or "").partition(":")[2] or "unknown"
-        return render("chat/en/unlinked.txt.j2", facts={"channel": VIA, "account": account})
+        return presses.unlinked_line(user)
     try:
         approvals.check(ctx, who)  # services.approvals' own words for the role needed
     except approvals.NotAllowed as exc:
@@ -156,37 +143,20 @@ def _refused(ctx: Context, row: Mapping[str, Any], why: str) -> Answer:
 async def on_execute(ctx: Context, context: TurnContext, data: Mapping[str, Any],
                      asker: Asker) -> AdaptiveCardInvokeResponse:
     """An Action.Execute invoke: the answer's card replaces the pressed card for the presser."""
-    got = await asyncio.to_thread(lambda: decide(ctx, asker(ctx, context.activity), data))
-    if got.bad_request is not None or got.card is None:
-        return AdaptiveCardInvokeResponse(status_code=HTTPStatus.BAD_REQUEST, type=ERROR_TYPE,
-                                          value={"code": "BadRequest", "message": got.bad_request or "no card"})
-    return AdaptiveCardInvokeResponse(status_code=HTTPStatus.OK, type=CONTENT_TYPE, value=got.card)
+    return await presses.execute(ctx, context, data, asker, decide)
 
 
 async def on_submit(ctx: Context, context: TurnContext, asker: Asker) -> None:
     """The Action.Submit fallback (a message whose value is the button's data): the card it replies to is
     edited into the decided card, and the presser is told, in a reply, what the card cannot say."""
-    activity = context.activity
-    data = activity.value if isinstance(activity.value, Mapping) else {}
-    got = await asyncio.to_thread(lambda: decide(ctx, asker(ctx, activity), data))
-    if got.bad_request is not None:
-        await _reply(context, got.bad_request)
+    _, got = await presses.submitted(ctx, context, asker, decide)
+    if got is None:
         return
-    if got.shared is not None and activity.reply_to_id:
-        update = card_activity(got.summary, got.shared)
-        update.id = activity.reply_to_id
-        try:
-            await context.update_activity(update)
-        except aiohttp.ClientResponseError as exc:  # the decision stands; the worker's approval_update edits it
-            log.warning("teams: could not edit card %s after a decision: HTTP %s", activity.reply_to_id, exc.status)
+    if got.shared is not None and context.activity.reply_to_id:
+        await presses.edit_card(context, got.summary, got.shared)
     elif got.shared is not None:  # no card to edit named: the outcome as a reply
         await context.send_activity(card_activity(got.summary, got.shared))
     if got.line:
-        await _reply(context, got.line)
+        await presses.reply(context, got.line)
     elif got.shared is None and got.card is not None:  # Edit pressed on a host that drew it as a button
         await context.send_activity(card_activity(got.summary, got.card))
-
-
-async def _reply(context: TurnContext, line: str) -> None:
-    out = MessageFactory.text(escape_markdown(line))
-    await context.send_activity(out)

@@ -20,12 +20,14 @@ fall back to another channel instead of holding the message for hours.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import ssl
 import time
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from typing import Any
 
 import aiosmtplib
 
@@ -47,7 +49,8 @@ def message_id_for(idempotency_key: str, from_address: str) -> str:
 
 
 def build_message(msg: Outgoing, from_address: str) -> EmailMessage:
-    """The MIME message for `msg`: text/plain, plus a text/html alternative when there is HTML."""
+    """The MIME message for `msg`: text/plain, plus a text/html alternative when there is HTML, plus the
+    payload's attachments (inline images of the HTML, files)."""
     message = EmailMessage()
     message["From"] = from_address
     message["To"] = msg.recipient
@@ -59,7 +62,27 @@ def build_message(msg: Outgoing, from_address: str) -> EmailMessage:
     message.set_content(msg.body)
     if msg.html:
         message.add_alternative(msg.html, subtype="html")
+    _attach(message, msg.payload.get("attachments") or [])
     return message
+
+
+def _attach(message: EmailMessage, attachments: list[dict[str, Any]]) -> None:
+    """payload["attachments"]: [{filename, content_type, content_b64, cid?}]. One with a cid is inline in the
+    HTML part (multipart/related: <img src="cid:NAME">); the others are attached files (multipart/mixed)."""
+    if not attachments:
+        return
+    html = message.get_body(("html",))
+    for a in attachments:
+        maintype, _, subtype = str(a["content_type"]).partition(";")[0].strip().partition("/")
+        data = base64.b64decode(a["content_b64"])
+        if a.get("cid") and html is not None:
+            html.add_related(data, maintype=maintype, subtype=subtype, cid=f"<{a['cid']}>",
+                             filename=str(a["filename"]), disposition="inline")
+    for a in attachments:
+        if not (a.get("cid") and html is not None):
+            maintype, _, subtype = str(a["content_type"]).partition(";")[0].strip().partition("/")
+            message.add_attachment(base64.b64decode(a["content_b64"]), maintype=maintype, subtype=subtype,
+                                   filename=str(a["filename"]))
 
 
 def _by_code(code: int, message: str, *, permanent_reason: str = "rejected") -> SendError:

@@ -6,19 +6,21 @@ classifies a failure and passes Retry-After on, so the SDK's own retry handlers 
 
 An `approval_update` row (services/approvals.py: a draft was decided, wherever) posts nothing new: it
 redraws the approval card already posted, named by payload["replace"] = "CHANNEL:TS" (that card's
-provider id), in place with chat.update.
+provider id), in place with chat.update. A row whose payload has `files` (the weekly report's chart:
+filename, title, content_b64) shares them in the channel after its message, with files_upload_v2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import Engine
 
@@ -84,7 +86,22 @@ class SlackSender:
         ts = str(posted["ts"])
         if topic and thread is None:
             await asyncio.to_thread(self._remember, recipient, topic, ts)
+        if card.get("files"):
+            await self._upload(channel_id, card["files"])
         return Sent(provider_id=f"{posted.get('channel') or channel_id}:{ts}")
+
+    async def _upload(self, channel_id: str, files: list[dict[str, Any]]) -> None:
+        """Share the row's files (a report's chart) in the channel after the message, through Slack's upload flow
+        (files.getUploadURLExternal, a POST of the bytes, files.completeUploadExternal: files_upload_v2)."""
+        try:
+            uploads = [{"content": base64.b64decode(f["content_b64"]), "filename": str(f["filename"]),
+                        "title": str(f.get("title") or f["filename"])} for f in files]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PermanentError("bad_file", f"payload.files: {exc}") from None
+        try:
+            await self._call("files_upload_v2", channel=channel_id, file_uploads=uploads)
+        except SlackRequestError as exc:  # the upload URL refused the bytes
+            raise RetryableError("upload_failed", str(exc)) from None
 
     async def _update(self, card: dict[str, Any], body: str) -> Sent:
         channel, _, ts = str(card.get("replace") or "").partition(":")

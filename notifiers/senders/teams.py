@@ -82,6 +82,10 @@ def message_activity(msg: Outgoing, *, draft_text: str | None = None,
             content = approval_card(msg.payload, draft_text=draft_text, max_chars=max_chars)
         else:
             content = adaptive_card(msg.payload)
+            if str(msg.payload.get("image_url") or "").startswith("https://"):
+                # A chart Teams fetches itself (the weekly report's, by a signed URL): https only, Teams' rule.
+                content["body"].append({"type": "Image", "url": msg.payload["image_url"], "size": "Stretch",
+                                        "altText": str(msg.payload.get("title") or "")})
     except ValueError as exc:
         raise PermanentError("bad_card", str(exc)) from None
     return card_activity(msg.body, content)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -26,7 +27,8 @@ def test_demo_tells_the_story_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     out = done.stdout
     for expected in ("the orders come in", "5 x KTL-200 backordered", "PO-77 arrives", "task #",
-                     "incident #", "shipped with DPD (DPD-5521)"):
+                     "incident #", "shipped with DPD (DPD-5521)", "the operations lead looks up",
+                     "waiting now: 1 lines, 2 units; revenue at risk 84.00", "Purchase suggestion #"):
         assert expected in out, expected
     assert "draft #1 (delay notice, order 1043, customer C-CAL): approved by sam, edited" in out
     db = {"BACKORDER_DATABASE_URL": "sqlite:///backorder-demo.db"}
@@ -40,6 +42,10 @@ def test_demo_tells_the_story_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
     assert run(["staff", "add", "rev", "--role", "approver"], tmp_path, db).returncode == 0
     late = run(["drafts", "approve", str(sent[0]["id"]), "--as", "rev"], tmp_path, db)
     assert late.returncode == 1 and "already approved by sam at" in " ".join(late.stdout.split())
+    week = "{}-W{:02d}".format(*datetime.now(UTC).isocalendar()[:2])  # the demo starts today (UTC)
+    report = run(["report", "weekly", "--week", week, "--format", "csv"], tmp_path, db)
+    assert report.returncode == 0, report.stderr
+    assert "this_week_opened,3" in report.stdout.splitlines(), report.stdout[:400]
     shown = run(["orders", "show", "1044", "--json"], tmp_path,
                 {"BACKORDER_DATABASE_URL": "sqlite:///backorder-demo.db"})
     assert shown.returncode == 0, shown.stderr

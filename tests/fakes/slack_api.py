@@ -6,6 +6,7 @@
         slack.fail_next("chat.postMessage", "ratelimited", retry_after=3)   # 429 + Retry-After: 3 (or "soon")
         slack.fail_next("chat.postMessage", "channel_not_found")            # 200 {"ok": false, ...}
         slack.wait_for("chat.postMessage", 2)                               # block until 2 arrived
+        slack.uploaded()           # files shared through files_upload_v2 (getUploadURLExternal, POST, complete)
         slack.response_url("T1")   # where a slash command's or a button's respond() posts; recorded too
         slack.push({"envelope_id": "e1", "type": "events_api", "payload": {...}})   # Socket Mode; acks recorded
 
@@ -68,6 +69,7 @@ class _State:
         self.calls: list[Call] = []
         self.failures: dict[str, deque[Failure]] = {}
         self.ts = itertools.count(1)
+        self.files: dict[str, dict[str, Any]] = {}  # file id -> name, length, title, channel, and the uploaded data
 
     def next_ts(self) -> str:
         return f"1767225600.{next(self.ts):06d}"
@@ -96,6 +98,24 @@ def _answer(state: _State, method: str, args: dict[str, Any]) -> dict[str, Any]:
         view = args.get("view")
         view = json.loads(view) if isinstance(view, str) else view
         return {"ok": True, "view": {"id": "V" + str(next(state.ts)), **(view or {})}}
+    if method == "files.getUploadURLExternal":  # step 1 of files_upload_v2: a one-off upload URL per file
+        file_id = f"F{next(state.ts):08d}"
+        state.files[file_id] = {"id": file_id, "name": args.get("filename"), "length": int(args.get("length", 0))}
+        return {"ok": True, "upload_url": f"http://127.0.0.1:{state.port}/upload/v1/{file_id}", "file_id": file_id}
+    if method == "files.completeUploadExternal":  # step 3: share the uploaded files in a channel
+        listed = args.get("files")
+        listed = json.loads(listed) if isinstance(listed, str) else listed or []
+        unknown = [f.get("id") for f in listed if f.get("id") not in state.files or "data" not in state.files[f["id"]]]
+        if not listed or unknown:
+            return {"ok": False, "error": "invalid_arguments" if not listed else "file_not_found"}
+        files = []
+        for f in listed:
+            known = state.files[f["id"]]
+            known.update(title=f.get("title") or known["name"], channel=args.get("channel_id"))
+            mimetype = "image/png" if str(known["name"]).endswith(".png") else "application/octet-stream"
+            files.append({"id": known["id"], "name": known["name"], "title": known["title"],
+                          "size": len(known["data"]), "mimetype": mimetype})
+        return {"ok": True, "files": files}
     if method == "users.info":
         user = str(args.get("user", ""))
         return {"ok": True, "user": {"id": user, "team_id": TEAM_ID, "name": user.lower(), "real_name": user,
@@ -143,6 +163,21 @@ def _make_app(state: _State) -> web.Application:
             state.arrived.notify_all()
         return web.Response(text="ok")
 
+    async def upload(request: web.Request) -> web.Response:
+        """Step 2 of files_upload_v2: the file's bytes POSTed to the URL step 1 gave (Slack answers 200 "OK")."""
+        file_id = request.match_info["file_id"]
+        data = await request.read()
+        with state.lock:
+            known = state.files.get(file_id)
+            state.calls.append(Call("upload", {"file_id": file_id, "size": len(data)}, dict(request.headers),
+                                    time.monotonic()))
+            if known is not None:
+                known["data"] = data
+            state.arrived.notify_all()
+        if known is None:
+            return web.Response(status=404, text="not found")
+        return web.Response(text=f"OK - {len(data)}")
+
     async def link(request: web.Request) -> web.WebSocketResponse:
         """Socket Mode's WebSocket: hello first, then envelopes pushed by the test; acks are recorded."""
         ws = web.WebSocketResponse()
@@ -165,6 +200,7 @@ def _make_app(state: _State) -> web.Application:
     app.router.add_get("/link/", link)
     app.router.add_post("/api/{method}", api)
     app.router.add_post("/response/{key}", response_url)
+    app.router.add_post("/upload/v1/{file_id}", upload)
     return app
 
 
@@ -212,6 +248,11 @@ class FakeSlack(LoopbackServer):
                     seen = [c.method for c in self._state.calls]
                     raise TimeoutError(f"{len(got)} of {count} {method} call(s) arrived; all calls: {seen}")
                 self._state.arrived.wait(left)
+
+    def uploaded(self) -> list[dict[str, Any]]:
+        """Files uploaded through files_upload_v2 and shared (id, name, title, channel, data)."""
+        with self._state.lock:
+            return [dict(f) for f in self._state.files.values() if "channel" in f]
 
     # -- Socket Mode
     def push(self, envelope: dict[str, Any], timeout: float = 10.0) -> None:

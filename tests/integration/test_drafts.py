@@ -191,6 +191,7 @@ def test_two_approvers_at_once_send_once(ctx: Context) -> None:
 def test_undecided_drafts_escalate_then_expire_and_the_template_goes_out(ctx: Context, clock: Any) -> None:
     apply(ctx, setup_events("gold"))
     [draft] = rows(ctx, t.drafts)
+    jobs(ctx)  # the worker's scheduler meets its jobs: each first runs at its next slot
     clock.now += timedelta(minutes=ctx.settings.drafts.approval_sla_minutes + 1)
     jobs(ctx)  # the worker's periodic jobs
     jobs(ctx)  # once only

@@ -423,8 +423,8 @@ def test_a_team_alert_is_block_kit_and_its_follow_up_a_thread_reply(sctx: Contex
     fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in blocks[2]["fields"]}
     assert fields["*Task*"] == f"#{task_id}" and fields["*SKU*"] == "KTL-200"
     buttons = {(b["action_id"], b["value"]) for b in blocks[3]["elements"]}
-    assert buttons == {("bo:open_task", str(task_id)), ("bo:complete_task", str(task_id)),
-                       ("bo:show_waiting", "KTL-200")}
+    assert buttons == {("bo:task_take", str(task_id)), ("bo:task_finish", str(task_id)),
+                       ("bo:task_reassign", str(task_id))}  # docs/tasks.md
     with sctx.engine.connect() as conn:
         row = conn.execute(select(t.outbox.c.body, t.outbox.c.provider_id, t.outbox.c.status)
                            .where(t.outbox.c.channel == "slack")).one()

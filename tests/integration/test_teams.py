@@ -274,9 +274,9 @@ def test_a_team_alert_goes_out_proactively_as_an_adaptive_card(client: TestClien
     assert facts["SKU"] == "KTL-200"
     task_id = row.payload["actions"][0]["value"]
     assert [(a["type"], a["verb"], a["data"]) for a in card["actions"]] == [
-        ("Action.Execute", "open_task", {"action": "open_task", "value": task_id}),
-        ("Action.Execute", "complete_task", {"action": "complete_task", "value": task_id}),
-        ("Action.Execute", "show_waiting", {"action": "show_waiting", "value": "KTL-200"}),
+        ("Action.Execute", "task_take", {"action": "task_take", "value": task_id}),  # docs/tasks.md
+        ("Action.Execute", "task_finish", {"action": "task_finish", "value": task_id}),
+        ("Action.Execute", "task_reassign", {"action": "task_reassign", "value": task_id}),
     ]
     assert all(a["fallback"] == {"type": "Action.Submit", "title": a["title"], "data": a["data"]}
                for a in card["actions"])

@@ -9,14 +9,7 @@ from pydantic import BaseModel
 from backorder.config import Settings, load_settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    for key in list(__import__("os").environ):
-        if key.startswith("BACKORDER_"):
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("bare_config")  # tests/unit/conftest.py
 
 
 def test_defaults_are_the_embedded_sqlite_and_fifo() -> None:

@@ -53,7 +53,7 @@ def test_a_real_task_card_has_every_button_the_front_door_routes() -> None:
     assert out["text"] == rendered.body  # the fallback is the plain body, as notifications and screen readers show
     buttons = next(b for b in out["blocks"] if b["type"] == "actions")["elements"]
     assert [(b["action_id"], b["value"]) for b in buttons] == [
-        ("bo:open_task", "7"), ("bo:complete_task", "7"), ("bo:show_waiting", "KTL-200")]
+        ("bo:task_take", "7"), ("bo:task_finish", "7"), ("bo:task_reassign", "7")]  # docs/tasks.md
     assert all(ACTION_IDS.match(b["action_id"]) for b in buttons)
 
 

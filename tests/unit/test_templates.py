@@ -109,6 +109,19 @@ TASK = {"id": 12, "kind": "expedite_po", "sku": "SKU-001", "title": "Expedite PO
         "severity": "high", "detail": {"po_id": "PO-7", "waiting_units": 30, "lines": ["L1", "L2"]}}
 
 
+SUGGESTIONS = {  # reorder suggestions (services/reorder.py)
+    "purchase_suggestion": {"id": 14, "kind": "purchase_suggestion", "sku": "SKU-001", "title": "Buy 30 x SKU-001",
+                            "severity": None, "detail": {"qty": 30, "supplier_id": "ACME", "warehouse_id": "LDS",
+                                                         "expected_at": "2026-03-16", "projected": -4,
+                                                         "reorder_point": 21, "lead_time_days": 14,
+                                                         "demand_per_day": 0.75}},
+    "transfer_suggestion": {"id": 15, "kind": "transfer_suggestion", "sku": "SKU-001", "title": "Move 25 x SKU-001",
+                            "severity": None, "detail": {"qty": 25, "from_warehouse_id": "MAN",
+                                                         "to_warehouse_id": "LDS",
+                                                         "expected_at": "2026-03-04", "projected": -4,
+                                                         "reorder_point": 21, "source_reorder_point": 10,
+                                                         "lead_time_days": 14, "demand_per_day": 0.75}},
+}
 OFFER = {"id": 7, "sku": "SKU-001", "name": "Widget Pro", "substitute_sku": "SKU-009", "substitute_name": "Widget Max",
          "qty": 3, "available_on": "2026-03-10", "price_diff_pct": 4.0}
 DRAFT = {"id": 31, "kind": "delay_notice", "notice_kind": "backorder_created", "channel": "whatsapp",
@@ -130,6 +143,12 @@ def facts(kind: str, items: list[dict[str, Any]], locale: str = "en",
         return {**base, "value": 4250.5, "threshold": 1000.0}
     if kind in ("procurement_task", "inventory_task", "handoff_task"):
         return {"task": TASK}
+    if kind == "task_overdue":  # services/task_escalation.py: the task as reads.task_view shows it, and its lead
+        return {"task": {**TASK, "owner_role": "procurement", "owner": None, "taken_at": None,
+                         "due_at": "2026-03-03T09:00:00+00:00", "status": "open", "overdue": True},
+                "lead": {"staff_id": "lee", "name": "Lee"}}
+    if kind in ("purchase_suggestion", "transfer_suggestion"):
+        return {"task": SUGGESTIONS[kind]}
     if kind in ("substitution_offer", "substitution_confirmed", "substitution_declined"):
         return {"customer": cust, "order": order(), "items": [], "offer": OFFER}
     if kind == "partial_shipment_offer":
