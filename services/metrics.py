@@ -3,7 +3,7 @@
 The metric objects are made once per process and belong to no registry: each FastAPI app registers
 them in a CollectorRegistry of its own (bot/observability.py), so tests can build many apps.
 Figures that live in the database (messages, queues, backlog) are not here: they are read at scrape
-time (services/health.py), so they are right whichever process did the work.
+time (services/store_metrics.py), so they are right whichever process did the work.
 
 A count about a transaction's work (an event applied, units allocated) is taken only when that
 transaction commits (`on_commit`): a unit of work rolled back and retried, or an event that ends
@@ -18,10 +18,13 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from sqlalchemy import Connection, Engine, event
 
 log = logging.getLogger(__name__)
+
+# `*_created` timestamps double every series and no dashboard we know of reads them.
+disable_created_metrics()
 
 # Applying one event takes about a millisecond; a big ship-complete order or a slow store, seconds.
 APPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -28,7 +28,7 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 # The fake services' fixtures, for every test that asks for one: `fake` (Twilio), `slack`, `bc` (Teams' Bot
 # Connector), each beside the constants and helpers of the tests that drive the app through that channel;
 # `llm` (an OpenAI-compatible server) is below.
-pytest_plugins = ["tests.twilio_bot", "tests.slack_bot", "tests.teams_bot", "tests.browser"]
+pytest_plugins = ["tests.twilio_bot", "tests.slack_bot", "tests.teams_bot", "tests.browser", "tests.config_env"]
 
 
 def pg_admin_url() -> str:

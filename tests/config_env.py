@@ -1,5 +1,5 @@
-"""Fixtures shared by the unit tests that load settings (tests/unit/test_config.py, test_schedule.py,
-test_tasks_config.py); the integration fixtures are in tests/conftest.py."""
+"""The bare_config fixture, for the tests that load settings (tests/unit/test_config.py, test_schedule.py,
+test_tasks_config.py). A plugin of tests/conftest.py: a second conftest.py would shadow `from conftest import`."""
 
 from __future__ import annotations
 
