@@ -27,7 +27,10 @@
     }
   }
 
+  var held = null;  // a snapshot that came while a Reassign picker was open: shown once it closes
+
   function apply(message) {
+    if (figures.querySelector("[data-give]")) { held = message; return; }
     figures.innerHTML = message.html;  // rendered and escaped by the server's templates
     body.setAttribute("data-seq", String(message.seq));
     live.textContent = stamp(message.snapshot.generated_at);
@@ -65,6 +68,11 @@
     call("POST", "/dashboard/tasks/" + encodeURIComponent(id) + "/" + action + (query || "")).then(function (r) {
       if (r.ok) {
         say("Task " + id + DONE[action], true);
+        if (action === "reassign") {
+          button.previousSibling.remove();  // the picker
+          button.remove();
+          if (held) { var next = held; held = null; apply(next); }
+        }
       } else {
         say("Task " + id + ": " + detail(r.body), false);
         button.disabled = false;

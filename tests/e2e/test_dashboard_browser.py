@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -54,18 +55,29 @@ SEED = [
 ]
 
 
+def settle(driver: WebDriver) -> WebDriverWait[WebDriver]:
+    """A bounded wait that reads again when a live update swapped the element it was reading."""
+    return WebDriverWait(driver, WAIT, poll_frequency=0.3, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def owned_by(driver: WebDriver, ctx: Context, task_id: int, staff_id: str, flash: str) -> None:
     """The page said the press worked, the store has the owner, and the task's row shows them."""
-    WebDriverWait(driver, WAIT).until(lambda d: flash in d.find_element(By.ID, "flash").text)
+    settle(driver).until(lambda d: flash in d.find_element(By.ID, "flash").text)
     with ctx.engine.connect() as conn:
         owner = conn.execute(t.tasks.select().where(t.tasks.c.id == task_id)).mappings().one()["owner"]
     assert owner == staff_id
-    WebDriverWait(driver, WAIT).until(
+    settle(driver).until(
         lambda d: staff_id in d.find_element(By.CSS_SELECTOR, f'tr[data-task-row="{task_id}"]').text)
 
 
 def shown(driver: WebDriver, fig: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, f'[data-fig="{fig}"]').get_attribute("data-value"))
+    return str(settle(driver).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, f'[data-fig="{fig}"]').get_attribute("data-value")))
+
+
+def press(driver: WebDriver, css: str) -> None:
+    """Click the button, again if a live update replaced it under the click."""
+    settle(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True)
 
 
 def test_dashboard_in_chromium(ctx: Context, browser: WebDriver) -> None:
@@ -85,7 +97,7 @@ def test_dashboard_in_chromium(ctx: Context, browser: WebDriver) -> None:
         browser.find_element(By.ID, "token").send_keys(TOKEN)
         browser.find_element(By.ID, "staff_id").send_keys("pat")
         browser.find_element(By.CSS_SELECTOR, "form.login button").click()
-        WebDriverWait(browser, WAIT).until(lambda d: d.current_url == f"{server.url}/dashboard",
+        settle(browser).until(lambda d: d.current_url == f"{server.url}/dashboard",
                                            message=f"not signed in: {browser.current_url}")
         cookie = browser.get_cookie("backorder_dashboard")
         assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -114,7 +126,7 @@ def test_dashboard_in_chromium(ctx: Context, browser: WebDriver) -> None:
         r = requests.post(f"{server.url}/events", headers=BEARER, timeout=30,
                        json=[order("1045", "C1", "MUG-1", 3, 8, "2026-03-02T08:30:00Z", "2026-03-12")])
         assert r.status_code == 200, r.text
-        WebDriverWait(browser, WAIT).until(lambda d: shown(d, "totals.lines") == "4")
+        settle(browser).until(lambda d: shown(d, "totals.lines") == "4")
         assert shown(browser, "totals.units") == "22"
         assert shown(browser, "by.sku.MUG-1.lines") == "2"
         assert browser.execute_script("return window.__same_page === true;")
@@ -122,14 +134,14 @@ def test_dashboard_in_chromium(ctx: Context, browser: WebDriver) -> None:
 
         # Take the review task as pat: the store records the owner and the page shows it.
         task_id = snap["tasks"]["items"][0]["id"]
-        browser.find_element(By.CSS_SELECTOR, f'button[data-task="{task_id}"][data-action="take"]').click()
+        press(browser, f'button[data-task="{task_id}"][data-action="take"]')
         owned_by(browser, ctx, task_id, "pat", flash="is yours")
         # Reassign it to Quinn with the picker: the store records the new owner.
-        browser.find_element(By.CSS_SELECTOR, f'button[data-task="{task_id}"][data-action="reassign"]').click()
-        picker = WebDriverWait(browser, WAIT).until(
+        press(browser, f'button[data-task="{task_id}"][data-action="reassign"]')
+        picker = settle(browser).until(
             lambda d: d.find_element(By.CSS_SELECTOR, f'select[aria-label="Give task {task_id} to"]'))
         assert [o.text for o in picker.find_elements(By.TAG_NAME, "option")] == ["Quinn"]
-        browser.find_element(By.CSS_SELECTOR, f'button[data-give="{task_id}"]').click()
+        press(browser, f'button[data-give="{task_id}"]')
         owned_by(browser, ctx, task_id, "quinn", flash="is reassigned")
 
         dialect = ctx.engine.dialect.name
