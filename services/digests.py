@@ -18,6 +18,7 @@ from notifiers import routing
 from services.context import Context
 from services.notifications import RowBuilder, rule
 from services.notify_facts import load_customers
+from services.ops_figures import waiting_units
 from store import outbox
 from store import tables as t
 from store.db import unit_of_work
@@ -133,7 +134,7 @@ def ops_digest(ctx: Context, run: DigestRun | None = None) -> DigestRun:
 
 def ops_figures(conn: Connection, now: datetime, day_start: datetime, today: str) -> dict[str, Any]:
     l, p = t.order_lines, t.products
-    waiting = l.c.qty - l.c.qty_allocated - l.c.qty_shipped
+    waiting = waiting_units()  # qty_allocated counts shipped units too
     open_q = l.c.status.in_(WAITING)
     lines, units, value, oldest = conn.execute(select(
         func.count(), func.coalesce(func.sum(waiting), 0), func.coalesce(func.sum(waiting * l.c.unit_price), 0),

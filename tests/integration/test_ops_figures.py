@@ -250,3 +250,16 @@ def test_snapshot_holds_the_queues_and_the_fingerprint_moves(engine: Engine) -> 
     assert [p["po_id"] for p in snap["inbound"]] == ["PO-2", "PO-1", "PO-4"]
     assert snap["dead_letters"] == {"parked": 0, "value": 0.0}
     assert snap["notifications"]["messages"] == 0
+
+
+def test_the_daily_ops_digest_counts_waiting_units_as_the_dashboard_does(engine: Engine) -> None:
+    """L3 has 2 of its 3 allocated units shipped: qty_allocated already counts them, so 2 units still wait."""
+    from services.digests import ops_figures as digest_figures
+
+    seed_waiting(engine)
+    with engine.connect() as conn:
+        digest = digest_figures(conn, NOW, NOW - timedelta(hours=9), TODAY.isoformat())
+        dashboard = of.totals(conn)
+    assert (digest["open_lines"], digest["open_units"], digest["open_value"]) == (6, 18, 567.5)
+    assert (dashboard["lines"], dashboard["units"], dashboard["value"]) == (6, 18, 567.5)
+    assert {r["sku"]: r["units"] for r in digest["top_skus"]} == {"A": 12, "B": 5, "C": 1}
