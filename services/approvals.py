@@ -10,7 +10,7 @@ every approval card already posted commit in that same transaction.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, String, and_, case, cast, literal, select, up
 
 from services import card_redraws, drafts
 from services.context import Context
+from services.notify_facts import IN_CHUNK
 from store import tables as t
 from store.db import unit_of_work
 from store.upsert import insert_ignore
@@ -155,45 +156,92 @@ def send_approved(conn: Connection, ctx: Context, draft_id: int, *, decided_by: 
 def close(conn: Connection, ctx: Context, draft_id: int, status: str, *, decided_by: str, via: str, now: datetime,
           reason: str | None = None) -> bool:
     """Reject, expire or cancel an open draft in the caller's transaction; False when it was decided already."""
-    if not _decide(conn, draft_id, status, decided_by, via, now, open_statuses=drafts.OPEN):
-        return False
-    d = _row(conn, draft_id)
-    if d["offer_id"] is not None:
-        o = t.substitution_offers
-        conn.execute(update(o).where(o.c.id == d["offer_id"], o.c.status == "offered")
+    return bool(close_many(conn, ctx, [draft_id], status, decided_by=decided_by, via=via, now=now, reason=reason))
+
+
+def close_many(conn: Connection, ctx: Context, draft_ids: Collection[int], status: str, *, decided_by: str,
+               via: str, now: datetime, reason: str | None = None) -> list[int]:
+    """`close` for many drafts in a few set-based statements; returns the ids this call closed.
+
+    One conditional UPDATE per chunk decides them all: a draft decided meanwhile (by a click, another
+    worker) is not in its RETURNING, and gets no audit row, no offer withdrawal and no card redraw here.
+    """
+    d, o = t.drafts, t.substitution_offers
+    ids = sorted(set(draft_ids))
+    closed: list[int] = []
+    for i in range(0, len(ids), IN_CHUNK):
+        closed += conn.execute(update(d).where(d.c.id.in_(ids[i:i + IN_CHUNK]), d.c.status.in_(drafts.OPEN)).values(
+            status=status, decided_by=decided_by, decided_at=now, decided_via=via, updated_at=now)
+            .returning(d.c.id)).scalars().all()
+    if not closed:
+        return []
+    closed.sort()
+    rows = [r for i in range(0, len(closed), IN_CHUNK)
+            for r in conn.execute(select(d).where(d.c.id.in_(closed[i:i + IN_CHUNK]))).mappings().all()]
+    rows.sort(key=lambda r: r["id"])
+    offer_ids = sorted({r["offer_id"] for r in rows if r["offer_id"] is not None})
+    for i in range(0, len(offer_ids), IN_CHUNK):
+        conn.execute(update(o).where(o.c.id.in_(offer_ids[i:i + IN_CHUNK]), o.c.status == "offered")
                      .values(status="withdrawn", decided_at=now))
-    if status == "expired" and d["kind"] == "delay_notice" and ctx.settings.drafts.expired_send_template:
-        found = drafts.customer_of(conn, d["customer_id"]) if d["customer_id"] else None
-        if found is not None:
+    if status == "expired" and ctx.settings.drafts.expired_send_template:
+        outbox: list[dict[str, Any]] = []
+        for d_row in rows:
+            found = drafts.customer_of(conn, d_row["customer_id"]) \
+                if d_row["kind"] == "delay_notice" and d_row["customer_id"] else None
+            if found is None:
+                continue
             from services.notifications import RowBuilder
 
-            rows = RowBuilder(ctx, f"draft:{draft_id}", now, now).for_customer(
-                conn, d["notice_kind"], found[0], dict(d["facts"]), found[1], scope=f"draft:{draft_id}",
-                order_id=d["order_id"], line_ids=d["line_ids"], sku=d["sku"], text=d["template_text"])
-            insert_ignore(conn, t.outbox, rows, ["idempotency_key"])
-    _audit(conn, d, f"draft_{status}", decided_by, now, before={"text": d["text"]}, after={"via": via},
-           reason=reason)
-    _update_cards(conn, ctx, d, now)
-    return True
+            outbox += RowBuilder(ctx, f"draft:{d_row['id']}", now, now).for_customer(
+                conn, d_row["notice_kind"], found[0], dict(d_row["facts"]), found[1], scope=f"draft:{d_row['id']}",
+                order_id=d_row["order_id"], line_ids=d_row["line_ids"], sku=d_row["sku"],
+                text=d_row["template_text"])
+        insert_ignore(conn, t.outbox, outbox, ["idempotency_key"])
+    conn.execute(t.audit_log.insert(), [
+        _audit_row(d_row, f"draft_{status}", decided_by, now, before={"text": d_row["text"]}, after={"via": via},
+                   reason=reason) for d_row in rows])
+    _update_cards_many(conn, ctx, rows, now)
+    return closed
 
 
 def _audit(conn: Connection, d: Mapping[str, Any], action: str, actor: str, now: datetime, *,
            before: dict[str, Any] | None, after: dict[str, Any], reason: str | None = None) -> None:
+    conn.execute(t.audit_log.insert().values(**_audit_row(d, action, actor, now, before=before, after=after,
+                                                          reason=reason)))
+
+
+def _audit_row(d: Mapping[str, Any], action: str, actor: str, now: datetime, *,
+               before: dict[str, Any] | None, after: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
     after = {**after, "kind": d["kind"], "source": d["source"], "model": d["model"],
              "prompt_version": d["prompt_version"], "approver": actor, "order_id": d["order_id"],
              "customer_id": d["customer_id"]}
-    conn.execute(t.audit_log.insert().values(at=now, actor=actor[:100], action=action, entity="draft",
-                                             entity_id=str(d["id"]), reason=reason, before=before, after=after))
+    return {"at": now, "actor": actor[:100], "action": action, "entity": "draft", "entity_id": str(d["id"]),
+            "reason": reason, "before": before, "after": after}
 
 
 def _update_cards(conn: Connection, ctx: Context, d: Mapping[str, Any], now: datetime) -> None:
     """Every approval card already posted for this draft is redrawn with the outcome, in place."""
-    cause = f"draft:{d['id']}"
-    cards = card_redraws.posted(conn, t.outbox.c.cause == cause,
-                                t.outbox.c.kind.in_(("approval_request", "approval_escalation")))
-    if cards:  # the outcome card is drawn only when there is a card to redraw
-        card_redraws.redraw(conn, ctx, cause, d["status"], cards, outcome_card(d), now, extra={"draft_id": d["id"]},
-                            order_id=d["order_id"], customer_id=d["customer_id"])
+    _update_cards_many(conn, ctx, [d], now)
+
+
+def _update_cards_many(conn: Connection, ctx: Context, ds: Sequence[Mapping[str, Any]], now: datetime) -> None:
+    """Every approval card already posted for these drafts is redrawn with its outcome: one read, one insert."""
+    by_cause = {f"draft:{d['id']}": d for d in ds}
+    causes = sorted(by_cause)
+    cards: dict[str, list[Any]] = {}
+    for i in range(0, len(causes), IN_CHUNK):
+        for c in card_redraws.posted(conn, t.outbox.c.cause.in_(causes[i:i + IN_CHUNK]),
+                                     t.outbox.c.kind.in_(("approval_request", "approval_escalation")),
+                                     extra_columns=(t.outbox.c.cause,)):
+            cards.setdefault(c.cause, []).append(c)
+    rows: list[dict[str, Any]] = []
+    for cause in causes:  # the outcome card is drawn only when there is a card to redraw
+        d = by_cause[cause]
+        if cause in cards:
+            rows += card_redraws.rows(ctx, cause, d["status"], cards[cause], outcome_card(d), now,
+                                      extra={"draft_id": d["id"]}, order_id=d["order_id"],
+                                      customer_id=d["customer_id"])
+    insert_ignore(conn, t.outbox, rows, ["idempotency_key"])
 
 
 def outcome_card(d: Mapping[str, Any]) -> dict[str, Any]:

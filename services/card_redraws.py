@@ -23,10 +23,13 @@ KIND = "approval_update"
 CHAT_CHANNELS = ("slack", "teams")  # the channels whose messages can be edited in place
 
 
-def posted(conn: Connection, *where: ColumnElement[bool]) -> Sequence[Row[Any]]:
-    """The outbox rows matching `where` that reached Slack or Teams as a message we can edit."""
+def posted(conn: Connection, *where: ColumnElement[bool],
+           extra_columns: Sequence[ColumnElement[Any]] = ()) -> Sequence[Row[Any]]:
+    """The outbox rows matching `where` that reached Slack or Teams as a message we can edit
+    (`extra_columns`: more of their columns, e.g. the cause when many decisions are redrawn at once)."""
     o = t.outbox
-    return conn.execute(select(o.c.id, o.c.channel, o.c.recipient, o.c.provider_id, o.c.role, o.c.payload).where(
+    return conn.execute(select(o.c.id, o.c.channel, o.c.recipient, o.c.provider_id, o.c.role, o.c.payload,
+                               *extra_columns).where(
         *where, o.c.channel.in_(CHAT_CHANNELS), o.c.status.in_(("sent", "delivered")),
         o.c.provider_id.isnot(None))).all()
 
@@ -36,14 +39,19 @@ def redraw(conn: Connection, ctx: Context, cause: str, state: str, cards: Sequen
            **fields: Any) -> None:
     """Plan an edit of each of `cards` (from `posted`) into `outcome`, the card as decided (`state`).
     `extra` joins the payload; `fields` are further outbox columns (sku, order_id, ...)."""
-    if not cards:
-        return
+    if cards:
+        insert_ignore(conn, t.outbox, rows(ctx, cause, state, cards, outcome, now, extra=extra, **fields),
+                      ["idempotency_key"])
+
+
+def rows(ctx: Context, cause: str, state: str, cards: Sequence[Row[Any]], outcome: Mapping[str, Any],
+         now: datetime, *, extra: Mapping[str, Any] | None = None, **fields: Any) -> list[dict[str, Any]]:
+    """The outbox rows `redraw` plans, for a caller that inserts many decisions' rows at once."""
     # services.notifications is in an import cycle with the services it plans for: imported late, as they do
     from services.notifications import RowBuilder, idempotency_key
 
     builder = RowBuilder(ctx, cause, now, now)
-    rows = [builder._base(KIND, "staff", idempotency_key(KIND, c.channel, cause, state, c.id), channel=c.channel,
+    return [builder._base(KIND, "staff", idempotency_key(KIND, c.channel, cause, state, c.id), channel=c.channel,
                           recipient=c.recipient, role=c.role, body=str(outcome.get("text") or ""), urgent=True,
                           payload={**outcome, "replace": c.provider_id, **(extra or {})}, **fields)
             for c in cards]
-    insert_ignore(conn, t.outbox, rows, ["idempotency_key"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from services.context import Context
 from services.notify_facts import IN_CHUNK, CustomerFacts, load_customers
 from store import tables as t
 from store.db import unit_of_work
-from store.upsert import insert_ignore
+from store.upsert import dialect_insert, insert_ignore
 
 if TYPE_CHECKING:
     from services.notifications import RowBuilder
@@ -43,6 +44,7 @@ STATUSES = ("drafting", "pending", "approved", "rejected", "sent", "expired", "c
 STALE_WHEN_MOVED_ON = ("delay_notice", "substitution_offer", "partial_shipment_offer")
 COMPOSE_LEASE = timedelta(seconds=120)
 COMPOSE_BATCH = 20
+WRITE_CHUNK = 1_000  # drafts per INSERT ... RETURNING
 
 
 def mode(ctx: Context, notice_kind: str, tier: str, order_value: float) -> str:
@@ -57,7 +59,8 @@ def new_draft(builder: RowBuilder, conn: Connection, notice_kind: str, draft_mod
               data: dict[str, Any], *, key: str, channel: str, template_text: str, order_id: str | None,
               sku: str | None, line_ids: Sequence[str], offer_id: int | None = None,
               question: str | None = None) -> int | None:
-    """Write a draft in the caller's transaction; returns its id (None when this cause wrote it already)."""
+    """Write a draft in the caller's transaction; returns its id (None when this cause wrote it already, or when
+    the builder collects its unit of work's drafts to write them at once: `write_pending`)."""
     ctx, now = builder.ctx, builder.now
     cfg = ctx.settings.drafts
     ready = not ctx.settings.llm.enabled
@@ -74,25 +77,87 @@ def new_draft(builder: RowBuilder, conn: Connection, notice_kind: str, draft_mod
         "escalate_at": now + timedelta(minutes=cfg.approval_sla_minutes), "escalated_at": None,
         "decided_by": None, "decided_at": None, "decided_via": None, "edited": False,
     }
-    if insert_ignore(conn, t.drafts, [row], ["idempotency_key"]) == 0:
+    pending = builder.pending_drafts
+    if pending is not None:  # the caller writes its unit of work's drafts at once (write_pending)
+        pending.append(PendingDraft(row, draft_mode, now))
         return None
-    draft_id = int(conn.execute(select(t.drafts.c.id).where(t.drafts.c.idempotency_key == key)).scalar_one())
-    if ready:
-        if draft_mode == "auto":
-            from services import approvals
+    ids = write_drafts(conn, ctx, [PendingDraft(row, draft_mode, now)])
+    return ids[0] if ids else None
 
-            approvals.send_approved(conn, ctx, draft_id, decided_by="policy", via="policy", now=now)
-        else:
-            insert_ignore(conn, t.outbox, approval_rows(conn, ctx, draft_id, now), ["idempotency_key"])
-    return draft_id
+
+@dataclass(frozen=True, slots=True)
+class PendingDraft:
+    """A draft planned but not written yet: its row, its mode, and the time its cards are planned at."""
+
+    row: dict[str, Any]
+    mode: str
+    now: datetime
+
+
+def write_pending(conn: Connection, builder: RowBuilder) -> list[int]:
+    """Write the drafts `builder` collected (its `pending_drafts`) and their cards; returns the new ids."""
+    pending = builder.pending_drafts or []
+    builder.pending_drafts = [] if builder.pending_drafts is not None else None
+    return write_drafts(conn, builder.ctx, pending)
+
+
+def write_drafts(conn: Connection, ctx: Context, pending: Sequence[PendingDraft]) -> list[int]:
+    """Insert drafts set-based: one INSERT ... RETURNING for them all (a key written already, by an earlier
+    run of this cause or earlier in this batch, returns nothing and is skipped), one SELECT of the new rows,
+    then every approval card in one INSERT; a policy's auto-send is planned per draft. Returns the new ids
+    in the order of `pending`."""
+    if not pending:
+        return []
+    first: dict[str, PendingDraft] = {}
+    for p in pending:
+        first.setdefault(p.row["idempotency_key"], p)  # first wins, as one-by-one inserts would have it
+    d = t.drafts
+    stmt = dialect_insert(conn, d).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    rows = [p.row for p in first.values()]
+    new_ids: dict[str, int] = {}
+    for i in range(0, len(rows), WRITE_CHUNK):
+        new_ids.update((k, int(i_)) for i_, k in conn.execute(
+            stmt.returning(d.c.id, d.c.idempotency_key), rows[i:i + WRITE_CHUNK]).tuples())
+    if not new_ids:
+        return []
+    ready = not ctx.settings.llm.enabled
+    if ready:
+        ids = sorted(new_ids.values())
+        stored = {r["id"]: r for i in range(0, len(ids), IN_CHUNK)
+                  for r in conn.execute(select(d).where(d.c.id.in_(ids[i:i + IN_CHUNK]))).mappings()}
+        cards: list[dict[str, Any]] = []
+        for key, p in first.items():
+            draft_id = new_ids.get(key)
+            if draft_id is None:
+                continue
+            try:
+                if p.mode == "auto":
+                    from services import approvals
+
+                    approvals.send_approved(conn, ctx, draft_id, decided_by="policy", via="policy", now=p.now)
+                else:
+                    cards += approval_rows_for(ctx, stored[draft_id], p.now)
+            except Exception:
+                # As when drafts were written one by one inside the planner's per-notice guard: a broken
+                # template must not hold up allocation; the draft stays, listed for the approvers.
+                log.exception("planning the cards of draft %s failed", draft_id)
+        insert_ignore(conn, t.outbox, cards, ["idempotency_key"])
+    return [new_ids[k] for k in first if k in new_ids]
 
 
 def approval_rows(conn: Connection, ctx: Context, draft_id: int, now: datetime, *,
                   kind: str = "approval_request") -> list[dict[str, Any]]:
     """The cards asking the approvers (or, for an escalation, the lead) to decide on a draft."""
+    d = conn.execute(select(t.drafts).where(t.drafts.c.id == draft_id)).mappings().one()
+    return approval_rows_for(ctx, d, now, kind=kind)
+
+
+def approval_rows_for(ctx: Context, d: Mapping[str, Any], now: datetime, *,
+                      kind: str = "approval_request") -> list[dict[str, Any]]:
+    """`approval_rows` of a draft row in hand."""
     from services.notifications import RowBuilder
 
-    d = conn.execute(select(t.drafts).where(t.drafts.c.id == draft_id)).mappings().one()
+    draft_id = d["id"]
     builder = RowBuilder(ctx, f"draft:{draft_id}", now, now)
     rows = builder.for_staff(kind, card_facts(d), scope=f"draft:{draft_id}", order_id=d["order_id"],
                              customer_id=d["customer_id"], sku=d["sku"], line_ids=d["line_ids"])
@@ -188,8 +253,7 @@ def expire_due(ctx: Context) -> int:
     with unit_of_work(ctx.engine) as conn:
         ids = list(conn.execute(select(d.c.id).where(d.c.status.in_(OPEN), d.c.expires_at <= now)
                                 .order_by(d.c.id).limit(500)).scalars())
-        for draft_id in ids:
-            approvals.close(conn, ctx, draft_id, "expired", decided_by="expiry", via="expiry", now=now)
+        approvals.close_many(conn, ctx, ids, "expired", decided_by="expiry", via="expiry", now=now)
     return len(ids)
 
 
@@ -225,9 +289,8 @@ def cancel_stale(conn: Connection, ctx: Context, order_ids: Iterable[str], now: 
             select(ln.c.order_id, ln.c.line_id, ln.c.status).where(ln.c.order_id.in_({x.order_id for x in drafts})))}
         stale += [x.id for x in drafts if not any(
             status.get((x.order_id, line)) in ("backordered", "partially_allocated") for line in x.line_ids or ())]
-    for draft_id in stale:
-        approvals.close(conn, ctx, draft_id, "cancelled", decided_by="allocator", via="system", now=now)
-    return len(stale)
+    # Set-based: one conditional UPDATE for them all, then their audit rows and card redraws in bulk.
+    return len(approvals.close_many(conn, ctx, stale, "cancelled", decided_by="allocator", via="system", now=now))
 
 
 def order_values(conn: Connection, order_ids: Iterable[str]) -> dict[str, float]:

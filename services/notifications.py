@@ -61,6 +61,7 @@ def plan(conn: Connection, ctx: Context, events: Sequence[tuple[str, Mapping[str
     facts = load_lines(conn, pks)
     rows: list[dict[str, Any]] = []
     builder = RowBuilder(ctx, cause, now, occurred_at)
+    builder.pending_drafts = []  # this unit of work's drafts are written at once, below
     notices = notices_for(events, facts.lines, rule_config(cfg))
     builder.order_values = drafts.order_values(conn, {n.order_id for n in notices if n.audience == "customer"
                                                       and n.kind in drafts.DRAFT_KIND and n.order_id})
@@ -80,6 +81,7 @@ def plan(conn: Connection, ctx: Context, events: Sequence[tuple[str, Mapping[str
     restocked = set(restocked)
     if restocked:
         rows += back_in_stock(conn, builder, restocked)
+    drafts.write_pending(conn, builder)
     if rows:
         _supersede(conn, rows, now)
         insert_ignore(conn, t.outbox, rows, ["idempotency_key"])
@@ -104,6 +106,8 @@ class RowBuilder:
         self.occurred_at = occurred_at
         self.channels = ctx.channels
         self.order_values: dict[str, float] = {}
+        # A list: drafts are collected for drafts.write_pending; None: each is written at once (drafts.new_draft).
+        self.pending_drafts: list[drafts.PendingDraft] | None = None
 
     def _base(self, kind: str, audience: str, key: str, **values: Any) -> dict[str, Any]:
         row = {"idempotency_key": key, "kind": kind, "audience": audience, "customer_id": None, "order_id": None,

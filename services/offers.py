@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 
 from notifiers.rules import Notice, Segment
-from services import drafts, substitutions
+from services import drafts, substitute_search
 from services.notify_facts import Facts, item, load_customers
 from store import tables as t
 from store.upsert import insert_ignore
@@ -29,11 +29,11 @@ def plan_offers(conn: Connection, builder: RowBuilder, notices: Sequence[Notice]
     if not notices:
         return rows
     pks = [pk for n in notices for pk in n.line_pks]
-    best = substitutions.best_offers(conn, builder.ctx, pks) if builder.ctx.settings.substitutes.enabled else {}
+    best = substitute_search.best_offers(conn, builder.ctx, pks) if builder.ctx.settings.substitutes.enabled else {}
     for pk, candidate in sorted(best.items()):
         ln = facts.lines[pk]
         customer, order = facts.customers.get(ln.customer_id), facts.orders.get(ln.order_id)
-        offer_id = substitutions.record_offer(conn, pk, candidate, builder.now)
+        offer_id = substitute_search.record_offer(conn, pk, candidate, builder.now)
         if customer is None or order is None or offer_id is None:
             continue
         data = {"customer": customer.template(), "order": order.template(), "items": [item(ln)],
@@ -59,6 +59,7 @@ def plan_offers(conn: Connection, builder: RowBuilder, notices: Sequence[Notice]
         # One such offer per order, whatever later change makes another line wait: the cause is the order.
         once = RowBuilder(builder.ctx, f"partial:{order.order_id}", builder.now, builder.occurred_at)
         once.order_values = builder.order_values
+        once.pending_drafts = builder.pending_drafts  # written with the caller's drafts (drafts.write_pending)
         data = {"customer": customer.template(), "order": order.template(), "items": [item(ln) for ln in partial]}
         rows += once.for_customer(conn, "partial_shipment_offer", customer, data, _segment(customer, order.sources),
                                   scope=f"partial:{order.order_id}", order_id=order.order_id,
