@@ -1,5 +1,6 @@
 """Is this deployment ready for work? The database answers, its schema is at the Alembic head, and a
-worker heartbeats. GET /readyz (bot/observability.py) serves the answer.
+worker heartbeats. GET /readyz (bot/observability.py) serves the answer. The `backlog` check is advisory: it
+says the workers are behind but never makes the deployment unready (services/backlog.py).
 
 Each check says why it failed in a few words that are safe to show a load balancer (an error's
 class, revision ids, ages), never a driver's message, which can name hosts and users: that goes to
@@ -15,6 +16,7 @@ from typing import Any
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from services import backlog
 from services.context import Context
 from services.heartbeats import last_beat, live_workers
 from store.db import alembic_config
@@ -32,8 +34,34 @@ def check(ctx: Context, heads: set[str]) -> dict[str, dict[str, Any]]:
     database = _database(ctx)
     if not database["ok"]:
         skipped = {"ok": False, "error": "not checked: the database does not answer"}
-        return {"database": database, "schema": dict(skipped), "workers": dict(skipped)}
-    return {"database": database, "schema": _schema(ctx, heads), "workers": _workers(ctx)}
+        return {"database": database, "schema": dict(skipped), "workers": dict(skipped),
+                "backlog": {**skipped, "advisory": True}}
+    return {"database": database, "schema": _schema(ctx, heads), "workers": _workers(ctx), "backlog": _backlog(ctx)}
+
+
+def ready(checks: dict[str, dict[str, Any]]) -> bool:
+    """Ready when every check but the advisory ones passes: a backlog says the workers are behind, and taking the
+    API out of rotation for it would stop intake, the one thing that absorbs the burst (docs/deploy.md)."""
+    return all(c["ok"] for c in checks.values() if not c.get("advisory"))
+
+
+def _backlog(ctx: Context) -> dict[str, Any]:
+    try:
+        with ctx.engine.connect() as conn:
+            b = backlog.measure(conn, ctx)
+    except Exception as exc:
+        log.warning("readiness: cannot measure the backlog", exc_info=True)
+        return {"ok": False, "advisory": True, "error": f"cannot count the queues ({type(exc).__name__})"}
+    out: dict[str, Any] = {"ok": not b.behind, "advisory": True, "behind": b.behind, "inbox_pending": b.inbox,
+                           "inbox_warn_depth": b.inbox_limit, "outbox_due": b.outbox,
+                           "outbox_warn_depth": b.outbox_limit}
+    if b.behind:
+        # Counted only to one past the depth (services/backlog.py): "more than" is all that is known.
+        over = [f"more than {limit} {what}" for over, what, limit in (
+            (b.inbox_over, "events waiting to be applied", b.inbox_limit),
+            (b.outbox_over, "messages due to be sent", b.outbox_limit)) if over]
+        out["error"] = "workers behind: " + "; ".join(over) + " (intake still stores every event)"
+    return out
 
 
 def _database(ctx: Context) -> dict[str, Any]:

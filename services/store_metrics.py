@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, func, select
 
+from services import backlog
 from services.context import Context
 from services.heartbeats import live_workers
 from store import tables as t
@@ -37,6 +38,7 @@ class StoreCollector(Collector):
         try:
             with self._ctx.engine.connect() as conn:
                 families = list(_families(conn, self._ctx.now(), self._ctx.settings.health.stale_seconds))
+                families.extend(_backpressure(conn, self._ctx))
         except Exception:  # a scrape must still answer, saying the store did not
             log.warning("metrics: the store did not answer", exc_info=True)
             up.add_metric([], 0)
@@ -77,6 +79,17 @@ def _families(conn: Connection, now: datetime, stale_s: float) -> Iterator[Metri
     live = live_workers(conn, now, timedelta(seconds=stale_s))
     yield GaugeMetricFamily("backorder_workers_live", "Workers whose heartbeat is younger than [health] "
                             "stale_seconds", value=len(live))
+
+
+def _backpressure(conn: Connection, ctx: Context) -> Iterator[Metric]:
+    """The configured depths beside the figures above, and whether either is passed (services/backlog.py)."""
+    b = backlog.measure(conn, ctx)
+    yield GaugeMetricFamily("backorder_inbox_backlog_limit", "[intake] backlog_warn_depth: events waiting past "
+                            "which the workers are behind", value=b.inbox_limit)
+    yield GaugeMetricFamily("backorder_outbox_queue_depth_limit", "[intake] outbox_warn_depth: messages due past "
+                            "which the workers are behind", value=b.outbox_limit)
+    yield GaugeMetricFamily("backorder_backpressure", "1 while the inbox backlog or the outbox queue is past its "
+                            "configured depth (intake still stores every event)", value=int(b.behind))
 
 
 def _age(now: datetime, then: datetime | None) -> float:
