@@ -259,27 +259,45 @@ def deadletters_drop(ids: list[int]) -> None:
 @app.command("serve")
 def serve(host: str = "127.0.0.1", port: int = 8000,
           demo: Annotated[bool, typer.Option(help="serve a fresh demo data set")] = False,
-          with_worker: Annotated[bool, typer.Option("--worker/--no-worker",
-                                                    help="also dispatch notifications in this process")] = True,
+          with_worker: Annotated[bool | None, typer.Option(
+              "--worker/--no-worker", help="also dispatch notifications in this process (default: on with one "
+              "process, off with --workers > 1)")] = None,
+          workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes serving the API only "
+                                               "(no applier, no notification worker: run `backorder worker`)")] = 1,
           ) -> None:
-    """Run the HTTP API (FastAPI on uvicorn), with a notification worker inside unless --no-worker."""
+    """Run the HTTP API (FastAPI on uvicorn), with a notification worker inside unless --no-worker.
+    --workers N: N processes on one port serving the API only, beside `backorder worker` (docs/deploy.md)."""
     import uvicorn
 
     from bot.api import create_app
 
-    ctx = _fresh_demo_context(quiet=True) if demo else _context()
+    if workers > 1 and (demo or with_worker):
+        console.print("[red]usage error:[/red] --workers > 1 serves the API only: run `backorder worker` beside it "
+                      "instead of --worker, and the demo with one process")
+        raise typer.Exit(2)
+    ctx = _fresh_demo_context(quiet=True) if demo else _context()  # migrates once, before any process starts
     configure_logging(ctx.settings.logging)
     try:
-        api = create_app(ctx, notify_worker=with_worker)
+        api = create_app(ctx, notify_worker=with_worker is not False and workers == 1)
     except ValueError as exc:  # a channel that cannot work as configured: say which, do not half-start
         console.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from exc
     channels = ", ".join(api.state.channels) or "none (configure [slack], [teams] or [twilio])"
-    console.print(f"serving on http://{host}:{port} (docs at /docs); chat channels: {channels}")
+    console.print(f"serving on http://{host}:{port} (docs at /docs); chat channels: {channels}"
+                  + (f"; {workers} API processes" if workers > 1 else ""))
     # Our own handler formats uvicorn's records too; bot/observability.py logs each request (with its id),
     # so uvicorn's access log would only repeat it.
-    uvicorn.run(api, host=host, port=port, log_config=None, access_log=False,
-                log_level=ctx.settings.logging.level.lower())
+    options: dict[str, Any] = {"host": host, "port": port, "log_config": None, "access_log": False,
+                               "log_level": ctx.settings.logging.level.lower()}
+    if workers == 1:
+        uvicorn.run(api, **options)
+        return
+    # Several processes: uvicorn needs an import string, and each process builds its own app (bot/asgi.py);
+    # the one built above only checked the configuration.
+    from bot.asgi import IMPORT_STRING
+
+    ctx.engine.dispose()
+    uvicorn.run(IMPORT_STRING, factory=True, workers=workers, **options)
 
 
 def _fresh_demo_context(quiet: bool) -> Context:

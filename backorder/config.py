@@ -450,6 +450,29 @@ class LinkSettings(BaseModel):
         return self
 
 
+class LimitGroup(BaseModel):
+    """The rate of one route group (the first path segment: events, slack, twilio, api, offers, ...)."""
+
+    rate_per_second: float = Field(gt=0, le=1_000_000, description="requests a second a client may keep up")
+    burst: int = Field(ge=1, le=1_000_000, description="requests a client may send at once")
+
+
+class LimitSettings(BaseModel):
+    """Per-client rate limits and request size limits of the HTTP API (bot/limits.py, docs/security.md)."""
+
+    enabled: bool = Field(True, description="false: no rate limit (the size limits always hold)")
+    rate_per_second: float = Field(1000.0, gt=0, le=1_000_000,
+                                   description="requests a second one client may keep up per route group")
+    burst: int = Field(2000, ge=1, le=1_000_000, description="requests one client may send at once per group")
+    groups: dict[str, LimitGroup] = Field(default_factory=dict, description="per route group: its own rate")
+    exempt: list[str] = Field(default_factory=lambda: ["/healthz", "/readyz"],
+                              description="paths never limited (probes)")
+    max_clients: int = Field(100_000, ge=100, le=10_000_000, description="buckets kept; the idlest go first")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3, description="largest request body")
+    events_max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, le=1024**3,
+                                       description="largest POST /events body (up to 10,000 events)")
+
+
 class DashboardSettings(BaseModel):
     """The operations dashboard (bot/dashboard.py, docs/dashboard.md)."""
 
@@ -459,6 +482,16 @@ class DashboardSettings(BaseModel):
     window_days: int = Field(14, ge=1, le=90, description="days of fulfillment progress shown")
     kpi_days: float = Field(7.0, gt=0, le=366, description="days of notification KPIs shown")
     inbound_limit: int = Field(8, ge=1, le=100, description="next inbound purchase orders shown")
+
+
+class IntakeSettings(BaseModel):
+    """Backpressure: the queue depths past which /readyz, /metrics and POST /events?wait=false say the workers are
+    behind (services/backlog.py). Intake still stores every event: these only warn (docs/deploy.md)."""
+
+    backlog_warn_depth: int = Field(10_000, ge=1, le=100_000_000,
+                                    description="events stored and not yet applied past which the workers are behind")
+    outbox_warn_depth: int = Field(10_000, ge=1, le=100_000_000,
+                                   description="messages due to be sent now past which the workers are behind")
 
 
 class HealthSettings(BaseModel):
@@ -640,13 +673,47 @@ class ReportSettings(BaseModel):
         return v
 
 
+API_SCOPES = ("read", "write", "admin")
+
+
+class ApiTokenSettings(BaseModel):
+    """One entry of `api_tokens` (docs/api-tokens.md): a named bearer token and what it may do."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+    # no dot in a name: it is one part of a session cookie
+    name: str = Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_-]+$",
+                      description="who holds it: shown in 403 answers, never the secret")
+    token: SecretStr = Field(description="the bearer secret (from the environment or a file outside the repository)")
+    scopes: list[str] = Field(min_length=1, description="any of read, write, admin")
+
+    @field_validator("token")
+    @classmethod
+    def _not_blank(cls, v: SecretStr) -> SecretStr:
+        secret = v.get_secret_value()
+        if not secret.strip() or secret != secret.strip():
+            raise ValueError("token is empty or has spaces around it")
+        return v
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in API_SCOPES]
+        if bad:
+            raise ValueError(f"unknown scope {bad[0]!r}; one of read, write, admin")
+        return sorted(set(v), key=API_SCOPES.index)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="BACKORDER_", env_nested_delimiter="__", extra="ignore", case_sensitive=False
+        env_prefix="BACKORDER_", env_nested_delimiter="__", extra="ignore", case_sensitive=False,
+        hide_input_in_errors=True,  # an error must not echo a secret (api_tokens, passwords) into a log
     )
 
     database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy URL of the store")
-    api_token: str | None = Field(None, description="when set, every endpoint but /healthz needs it")
+    # repr=False: a plain str (compared as given), so keep it out of repr(settings) and any log of it
+    api_token: str | None = Field(None, repr=False, description="when set, every endpoint but /healthz needs it")
+    api_tokens: list[ApiTokenSettings] = Field(
+        default_factory=list, description="named bearer tokens with scopes (docs/api-tokens.md)")
     allocation: AllocationSettings = Field(default_factory=AllocationSettings)
     severity: SeveritySettings = Field(default_factory=SeveritySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
@@ -664,10 +731,12 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tasks: TaskSettings = Field(default_factory=TaskSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -678,6 +747,20 @@ class Settings(BaseSettings):
             # psycopg 3 is the driver we ship; a bare postgresql:// URL would ask for psycopg2.
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
+
+    @model_validator(mode="after")
+    def _distinct_tokens(self) -> Settings:
+        """Two tokens with one secret could not be told apart, and a name picks a token's sessions."""
+        names: set[str] = {"api_token"}  # the name under which the legacy token signs sessions
+        secrets_seen: set[str] = {self.api_token} if self.api_token else set()
+        for i, entry in enumerate(self.api_tokens):
+            if entry.name in names:
+                raise ValueError(f"api_tokens[{i}].name: {entry.name!r} is used twice (or is the reserved api_token)")
+            if entry.token.get_secret_value() in secrets_seen:
+                raise ValueError(f"api_tokens[{i}].token ({entry.name}): the same secret as another token")
+            names.add(entry.name)
+            secrets_seen.add(entry.token.get_secret_value())
+        return self
 
     @model_validator(mode="after")
     def _team_channel(self) -> Settings:

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot import (
     approvals_page,
     drafts_api,
+    limits,
     observability,
     offer_links,
     reports_api,
@@ -27,11 +26,14 @@ from bot import (
 )
 from bot.channels import mount_channels
 from bot.dashboard import mount as mount_dashboard
+from bot.scopes import Needs
+from bot.scopes import guarded as tokens_guarded
 from intake.envelope import event_json_schema, parse_events
 from intake.errors import EventValidationError
 from intake.payloads import CustomerChannel
 from services import reads
 from services.applier import Applier
+from services.backlog import BacklogProbe
 from services.chat import ChatUser
 from services.chat import reply as chat_reply
 from services.context import Context
@@ -42,7 +44,6 @@ from services.worker import WorkerThread
 from store import outbox
 from store.db import unit_of_work
 
-bearer = HTTPBearer(auto_error=False)
 # The body is parsed by intake (to report every error at once), so FastAPI cannot derive its
 # schema; the full one, with every event type, is served at /schemas/events.json.
 EVENTS_BODY: dict[str, Any] = {
@@ -93,6 +94,7 @@ class ChatIn(BaseModel):
 def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: bool = False) -> FastAPI:
     worker = WorkerThread(ctx) if notify_worker else None
     applier = Applier(ctx, on_applied=worker.kick if worker else None)
+    backlog_probe = BacklogProbe(ctx)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -107,7 +109,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         if worker is not None:
             worker.stop()
 
-    guarded = bool(ctx.settings.api_token)
+    guarded = tokens_guarded(ctx.settings)
     # With a token set, the schema is behind it too ("every endpoint but /healthz"); the
     # interactive /docs page cannot send a bearer token for it, so it is off then.
     app = FastAPI(title="backorder-bot", version="0.1.0", lifespan=lifespan,
@@ -115,15 +117,10 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
                   openapi_url=None if guarded else "/openapi.json", docs_url=None if guarded else "/docs",
                   redoc_url=None)
 
-    def authorize(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        token = ctx.settings.api_token
-        if token and (creds is None or not secrets.compare_digest(creds.credentials.encode(), token.encode())):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-
-    auth = [Depends(authorize)]
+    needs = Needs(ctx)  # each route states its scope: read, write or admin (docs/api-tokens.md)
 
     if guarded:
-        @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+        @app.get("/openapi.json", dependencies=[needs("read")], include_in_schema=False)
         def openapi() -> dict[str, Any]:
             return app.openapi()
 
@@ -131,12 +128,12 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/schemas/events.json", dependencies=auth)
+    @app.get("/schemas/events.json", dependencies=[needs("read")])
     def events_schema() -> dict[str, Any]:
         """The JSON Schema of POST /events bodies (docs/events.schema.json)."""
         return event_json_schema()
 
-    @app.post("/events", dependencies=auth, openapi_extra=EVENTS_BODY)
+    @app.post("/events", dependencies=[needs("write")], openapi_extra=EVENTS_BODY)
     async def post_events(request: Request, wait: bool = True) -> JSONResponse:
         """Store one event or an array of up to 10,000, then apply them (unless wait=false)."""
         raw = await request.body()
@@ -159,11 +156,15 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
             applier.kick()
         results = [{"event_id": e["event_id"], "source": e["source"], "status": s}
                    for e, s in zip(envelopes, outcomes, strict=True)]
-        return JSONResponse({"accepted": outcomes.count("accepted"), "duplicate": outcomes.count("duplicate"),
-                             "applied": bool(wait), "results": results},
-                            status_code=200 if wait else 202)
+        body = {"accepted": outcomes.count("accepted"), "duplicate": outcomes.count("duplicate"),
+                "applied": bool(wait), "results": results}
+        if not wait:  # stored, never refused: past the configured depth the answer only says the workers are behind
+            backlog = await run_in_threadpool(backlog_probe.get)
+            if backlog is not None and backlog.behind:
+                body["backlog"] = backlog.hint()
+        return JSONResponse(body, status_code=200 if wait else 202)
 
-    @app.get("/orders/{order_id}", dependencies=auth)
+    @app.get("/orders/{order_id}", dependencies=[needs("read")])
     def get_order(order_id: str) -> dict[str, Any]:
         with ctx.engine.connect() as conn:
             order = reads.get_order(conn, order_id)
@@ -171,7 +172,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
             raise HTTPException(404, f"order {order_id} not found")
         return order
 
-    @app.get("/backorders", dependencies=auth)
+    @app.get("/backorders", dependencies=[needs("read")])
     def get_backorders(
         sku: str | None = None, warehouse_id: str | None = None, customer_id: str | None = None,
         supplier_id: str | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
@@ -182,7 +183,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
             items = reads.list_backorders(conn, f, ctx.today())
         return {"count": len(items), "backorders": items}
 
-    @app.get("/skus/{sku}", dependencies=auth)
+    @app.get("/skus/{sku}", dependencies=[needs("read")])
     def get_sku(sku: str) -> dict[str, Any]:
         with ctx.engine.connect() as conn:
             found = reads.get_sku(conn, sku)
@@ -190,17 +191,17 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
             raise HTTPException(404, f"SKU {sku} not found")
         return found
 
-    @app.get("/tasks", dependencies=auth)
+    @app.get("/tasks", dependencies=[needs("read")])
     def get_tasks(status: str | None = "open", kind: str | None = None) -> dict[str, Any]:
         with ctx.engine.connect() as conn:
             return {"tasks": reads.list_tasks(conn, status or None, kind, now=ctx.now())}
 
-    @app.get("/incidents", dependencies=auth)
+    @app.get("/incidents", dependencies=[needs("read")])
     def get_incidents(status: str | None = None, sku: str | None = None) -> dict[str, Any]:
         with ctx.engine.connect() as conn:
             return {"incidents": reads.list_incidents(conn, status, sku)}
 
-    @app.get("/notifications", dependencies=auth)
+    @app.get("/notifications", dependencies=[needs("read")])
     def get_notifications(
         order_id: str | None = None, customer_id: str | None = None,
         status: Annotated[Literal[NOTIFICATION_STATUSES] | None, Query()] = None,  # type: ignore[valid-type]
@@ -212,7 +213,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
                                   limit=limit)
         return [_notification(r) for r in rows]
 
-    @app.post("/notifications/{notification_id}/retry", dependencies=auth)
+    @app.post("/notifications/{notification_id}/retry", dependencies=[needs("admin")])
     def retry_notification(notification_id: int) -> dict[str, Any]:
         """Send a dead, failed or cancelled message again now."""
         with unit_of_work(ctx.engine) as conn:
@@ -224,7 +225,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
             worker.kick()
         return {"retried": done}
 
-    @app.post("/notifications/{notification_id}/cancel", dependencies=auth)
+    @app.post("/notifications/{notification_id}/cancel", dependencies=[needs("admin")])
     def cancel_notification(notification_id: int) -> dict[str, Any]:
         """Cancel a message that has not gone out."""
         with unit_of_work(ctx.engine) as conn:
@@ -233,13 +234,13 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
             raise HTTPException(409, f"notification {notification_id} is not pending, failed or held")
         return {"cancelled": done}
 
-    @app.get("/metrics/notifications", dependencies=auth)
+    @app.get("/metrics/notifications", dependencies=[needs("read")])
     def get_notification_metrics(days: Annotated[float, Query(gt=0, le=366)] = 7.0) -> dict[str, Any]:
         """Delivery rate, p50/p99 time from event to provider acceptance, opt-out rate, dead letters by reason."""
         with ctx.engine.connect() as conn:
             return notification_kpis(conn, ctx.now(), days)
 
-    @app.post("/subscriptions", dependencies=auth, status_code=201)
+    @app.post("/subscriptions", dependencies=[needs("write")], status_code=201)
     def post_subscription(body: SubscriptionIn, response: Response) -> dict[str, Any]:
         """Tell this customer when the SKU is back in stock (at once if it has stock now)."""
         try:
@@ -253,19 +254,19 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
             worker.kick()
         return sub
 
-    @app.get("/subscriptions", dependencies=auth)
+    @app.get("/subscriptions", dependencies=[needs("read")])
     def get_subscriptions(customer_id: str | None = None, sku: str | None = None,
                           status: str | None = None) -> list[dict[str, Any]]:
         with ctx.engine.connect() as conn:
             return list_subscriptions(conn, customer_id, sku, status)
 
-    @app.delete("/subscriptions/{subscription_id}", dependencies=auth)
+    @app.delete("/subscriptions/{subscription_id}", dependencies=[needs("write")])
     def delete_subscription(subscription_id: int) -> dict[str, Any]:
         if not unsubscribe(ctx, subscription_id):
             raise HTTPException(404, f"no open subscription {subscription_id}")
         return {"cancelled": subscription_id}
 
-    @app.post("/chat", dependencies=auth)
+    @app.post("/chat", dependencies=[needs("write")])
     def post_chat(body: ChatIn) -> dict[str, Any]:
         """Ask in plain words; the answer is scoped to the asker: {"intent", "entities", "reply"}."""
         u = body.user
@@ -277,15 +278,16 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         return {"intent": answer.intent, "entities": answer.entities, "reply": answer.reply}
 
     kick = worker.kick if worker is not None else lambda: None
-    drafts_api.mount(app, ctx, auth, kick)
-    tasks_api.mount(app, ctx, auth, kick)  # POST /tasks/{id}/take, /finish, /reassign
-    suggestions_api.mount(app, ctx, auth, kick)  # POST /tasks/{id}/approve, /reject (reorder suggestions)
-    substitutes_api.mount(app, ctx, auth)
-    reports_api.mount(app, ctx, auth)  # a chart also answers a signed link (Teams fetches card images)
+    drafts_api.mount(app, ctx, needs, kick)
+    tasks_api.mount(app, ctx, needs, kick)  # POST /tasks/{id}/take, /finish, /reassign
+    suggestions_api.mount(app, ctx, needs, kick)  # POST /tasks/{id}/approve, /reject (reorder suggestions)
+    substitutes_api.mount(app, ctx, needs)
+    reports_api.mount(app, ctx, needs)  # a chart also answers a signed link (Teams fetches card images)
     offer_links.mount(app, ctx, kick)  # signed e-mail links: the signature authorises, no bearer token
-    approvals_page.mount(app, ctx, auth, kick)
-    mount_dashboard(app, ctx, auth, kick)  # /dashboard: docs/dashboard.md
-    observability.mount(app, ctx, auth)  # /readyz, /metrics, request ids
+    approvals_page.mount(app, ctx, needs, kick)
+    mount_dashboard(app, ctx, needs, kick)  # /dashboard: docs/dashboard.md
+    limits.mount(app, ctx.settings.limits)  # per-client rates, body sizes: docs/security.md
+    observability.mount(app, ctx, needs)  # /readyz, /metrics, request ids
     app.state.channels = mount_channels(app, ctx, kick)
     return app
 

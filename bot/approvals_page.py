@@ -1,9 +1,11 @@
 """The web approval queue: GET /approvals, and the forms that approve (as written or edited) or reject a draft.
 
 Server-rendered HTML that works without JavaScript (the Content-Security-Policy allows no script at all);
-every value printed is autoescaped. Auth follows the API: with no `api_token` set the page is open; with one
-set, a request needs the bearer header or the `backorder_session` cookie, which the login form sets after
-checking the token. The cookie holds an HMAC keyed by the token (with when it was issued), never the token.
+every value printed is autoescaped. Auth follows the API: with no token configured the page is open; with
+`api_token` or `api_tokens` set, a request needs a bearer token or the `backorder_session` cookie, which the
+login form sets after checking the token. Seeing the queue needs the `read` scope, deciding `write`; a token
+of `api_tokens` also needs the decider's staff id (the legacy `api_token` may still decide as `web`). The
+cookie holds the token's name and an HMAC keyed by the token (with when it was issued), never the token.
 
 Every decision form carries a CSRF token, an HMAC of the session and the draft id, checked before anything
 is decided (SameSite=Strict on the cookie is a second line, not the only one). A request authenticated by
@@ -19,19 +21,20 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Form, HTTPException, Path, Request
-from fastapi.params import Depends
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 
+from bot import scopes
 from bot.drafts_api import acting
+from bot.scopes import Caller, Needs
 from prompts import TEMPLATE_DIR
 from services import approvals
 from services.context import Context
@@ -79,44 +82,49 @@ class Sessions:
         self.ctx = ctx
 
     @property
-    def token(self) -> str | None:
-        return self.ctx.settings.api_token or None
+    def guarded(self) -> bool:
+        return scopes.guarded(self.ctx.settings)
 
-    def issue(self) -> str:
-        """A new session value: `issued.nonce.sig` (guarded) or a random value (open: only for CSRF)."""
+    def issue(self, caller: Caller | None = None) -> str:
+        """A new session value: `issued.nonce.name.sig` (guarded) or a random value (open: only for CSRF)."""
         nonce = secrets.token_urlsafe(24)
-        if self.token is None:
+        if caller is None:
             return nonce
         issued = int(self.ctx.now().timestamp())
-        return f"{issued}.{nonce}.{_sign(self.token, 'backorder-web-session', issued, nonce)}"
+        sig = _sign(caller.secret, "backorder-web-session", issued, nonce, caller.name)
+        return f"{issued}.{nonce}.{caller.name}.{sig}"
+
+    def caller(self, value: str | None) -> Caller | None:
+        """The token a valid, unexpired session cookie was signed in with (guarded apps only)."""
+        if not self.guarded or not value or len(value) > 300 or value.count(".") != 3:
+            return None
+        issued, nonce, name, sig = value.split(".")
+        caller = scopes.by_name(self.ctx.settings, name)
+        if caller is None or not issued.isdigit() or not nonce:
+            return None
+        if not _same(sig, _sign(caller.secret, "backorder-web-session", issued, nonce, name)):
+            return None
+        age = self.ctx.now().timestamp() - int(issued)
+        return caller if -300 <= age <= SESSION_MAX_AGE else None  # a little clock skew between processes is fine
 
     def valid(self, value: str | None) -> bool:
-        if not value or len(value) > 200:
-            return False
-        if self.token is None:
-            return re.fullmatch(r"[A-Za-z0-9_-]{32}", value) is not None
-        issued, _, rest = value.partition(".")
-        nonce, _, sig = rest.partition(".")
-        if not issued.isdigit() or not nonce or not sig:
-            return False
-        if not _same(sig, _sign(self.token, "backorder-web-session", issued, nonce)):
-            return False
-        age = self.ctx.now().timestamp() - int(issued)
-        return -300 <= age <= SESSION_MAX_AGE  # a little clock skew between processes is fine
+        if not self.guarded:
+            return value is not None and re.fullmatch(r"[A-Za-z0-9_-]{32}", value) is not None
+        return self.caller(value) is not None
 
-    def bearer_ok(self, request: Request) -> bool:
-        header = request.headers.get("authorization", "")
-        scheme, _, credentials = header.partition(" ")
-        return bool(self.token and scheme.lower() == "bearer" and _same(credentials.strip(), self.token))
+    def bearer(self, request: Request) -> Caller | None:
+        return scopes.from_header(self.ctx.settings, request) if self.guarded else None
 
     def csrf(self, session: str, target: int | str) -> str:
-        return _sign((self.token or "") + "|csrf", "backorder-web-csrf", session, target)
+        name = session.split(".")[2] if session.count(".") == 3 else ""
+        caller = scopes.by_name(self.ctx.settings, name) if self.guarded else None
+        return _sign((caller.secret if caller else "") + "|csrf", "backorder-web-csrf", session, target)
 
     def csrf_ok(self, session: str | None, target: int | str, given: str) -> bool:
         return bool(session and given) and _same(given, self.csrf(session or "", target))
 
-    def login_ok(self, given: str) -> bool:
-        return bool(self.token) and _same(given, self.token or "")
+    def login(self, given: str) -> Caller | None:
+        return scopes.identify(self.ctx.settings, given) if self.guarded else None
 
 
 def _headers(nonce: str) -> dict[str, str]:
@@ -172,15 +180,25 @@ def _flash(done: str | None, error: str | None) -> dict[str, str] | None:
     return None
 
 
-def mount(app: FastAPI, ctx: Context, auth: Sequence[Depends], kick: Callable[[], None]) -> None:
-    """`auth` is the API's bearer dependency; the page checks the same token itself, so it can also take the
-    login cookie and answer a browser with the login form instead of a JSON 401. `kick` wakes the worker."""
-    del auth  # same token, checked below in the page's own way
+def mount(app: FastAPI, ctx: Context, needs: Needs, kick: Callable[[], None]) -> None:
+    """The page checks tokens itself, so it can also take the login cookie and answer a browser with the login
+    form instead of a JSON 401: seeing needs `read`, deciding `write`. `kick` wakes the worker."""
+    del needs  # same tokens, checked below in the page's own way
     sessions = Sessions(ctx)
-    guarded = sessions.token is not None
+    guarded = sessions.guarded
+
+    def caller_of(request: Request) -> Caller | None:
+        return sessions.bearer(request) or sessions.caller(request.cookies.get(SESSION_COOKIE))
 
     def signed_in(request: Request) -> bool:
-        return not guarded or sessions.bearer_ok(request) or sessions.valid(request.cookies.get(SESSION_COOKIE))
+        return not guarded or caller_of(request) is not None
+
+    def lacks(request: Request, scope: str) -> str | None:
+        """Why the signed-in token may not do this (None: it may)."""
+        caller = caller_of(request)
+        if caller is None or scope in caller.scopes:
+            return None
+        return f"The token {caller.name!r} lacks the {scope!r} scope this needs."
 
     def login_form(error: str | None = None, status_code: int = 401) -> HTMLResponse:
         return _html("login.html.j2", status_code=status_code, error=error,
@@ -194,6 +212,8 @@ def mount(app: FastAPI, ctx: Context, auth: Sequence[Depends], kick: Callable[[]
                        error: str | None = None) -> Response:
         if not signed_in(request):
             return login_form()
+        if (why := lacks(request, "read")) is not None:
+            return refuse(403, why)
         shown = _filter(status)
         session = request.cookies.get(SESSION_COOKIE)
         fresh = None
@@ -224,10 +244,13 @@ def mount(app: FastAPI, ctx: Context, auth: Sequence[Depends], kick: Callable[[]
     def login(request: Request, token: Annotated[str, Form(max_length=1000)] = "") -> Response:
         if not guarded:
             return RedirectResponse(COOKIE_PATH, status_code=303)
-        if not sessions.login_ok(token):
+        caller = sessions.login(token)
+        if caller is None:
             return login_form("That token is not the API token.")
+        if "read" not in caller.scopes:
+            return login_form(f"The token {caller.name!r} lacks the 'read' scope this page needs.", 403)
         response = RedirectResponse(COOKIE_PATH, status_code=303)
-        _set_cookie(response, request, SESSION_COOKIE, sessions.issue(), SESSION_MAX_AGE)
+        _set_cookie(response, request, SESSION_COOKIE, sessions.issue(caller), SESSION_MAX_AGE)
         return response
 
     @app.post(f"{COOKIE_PATH}/logout", response_class=HTMLResponse, include_in_schema=False)
@@ -243,12 +266,17 @@ def mount(app: FastAPI, ctx: Context, auth: Sequence[Depends], kick: Callable[[]
                act: Callable[[approvals.Approver], Any], verb: str) -> Response:
         if not signed_in(request):
             return refuse(401, "Sign in first: open the approvals page.")
+        if (why := lacks(request, "write")) is not None:
+            return refuse(403, why)
         session = request.cookies.get(SESSION_COOKIE)
-        if not sessions.bearer_ok(request) and not (sessions.valid(session)
-                                                    and sessions.csrf_ok(session, draft_id, csrf)):
+        if sessions.bearer(request) is None and not (sessions.valid(session)
+                                                     and sessions.csrf_ok(session, draft_id, csrf)):
             return refuse(403, "The form's security token is missing or wrong: reload the page and try again.")
         back = _filter(status)
         staff_id = staff_id.strip()
+        caller = caller_of(request)
+        if not staff_id and caller is not None and caller.name != scopes.LEGACY:
+            return RedirectResponse(_back(back, error="staff_id: give your staff id to decide"), 303)
         try:
             who = acting(ctx, staff_id) if staff_id else approvals.Approver(
                 WEB_ACTOR, frozenset(ctx.settings.drafts.approver_roles))

@@ -6,19 +6,19 @@ docs/dashboard.md tells the whole story.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Form, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.params import Depends
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from bot import dashboard_lists, dashboard_view
 from bot.dashboard_auth import COOKIE_PATH, Sessions, Viewer
 from bot.dashboard_stream import Hub, stream
+from bot.scopes import Needs
 from services import ops_figures
 from services.channels import list_staff
 from services.context import Context
@@ -42,10 +42,10 @@ def same_origin(request: Request) -> bool:
     return origin is None or urlsplit(origin).netloc == request.headers.get("host", "")
 
 
-def mount(app: FastAPI, ctx: Context, auth: Sequence[Depends], kick: Callable[[], None]) -> None:
-    """`auth` is the API's bearer dependency: the dashboard checks the same token itself, so that it can also take
-    its session cookie and answer a browser with the login form. `kick` wakes the notification worker."""
-    del auth
+def mount(app: FastAPI, ctx: Context, needs: Needs, kick: Callable[[], None]) -> None:
+    """The dashboard checks tokens itself (bot/dashboard_auth.py), so that it can also take its session cookie
+    and answer a browser with the login form: looking needs `read`, acting `write`. `kick` wakes the worker."""
+    del needs
     sessions = Sessions(ctx)
     hub = Hub(ctx, dashboard_view.figures)
 
@@ -108,15 +108,18 @@ def mount(app: FastAPI, ctx: Context, auth: Sequence[Depends], kick: Callable[[]
               staff_id: Annotated[str, Form(max_length=100)] = "") -> Response:
         if not same_origin(request):
             return login_form(request, "Sign in from the dashboard's own page.", 403)
-        if sessions.guarded and not sessions.login_ok(token):
+        caller = sessions.login(token)
+        if sessions.guarded and caller is None:
             return login_form(request, "That token is not the API token.", 401)
+        if caller is not None and "read" not in caller.scopes:
+            return login_form(request, f"The token {caller.name!r} lacks the 'read' scope the dashboard needs.", 403)
         staff_id = staff_id.strip()
         if staff_id:
             with ctx.engine.connect() as conn:
                 if not any(m["staff_id"] == staff_id for m in list_staff(conn, ctx.settings)):
                     return login_form(request, f"No staff member {staff_id!r}: leave it empty to only look.", 422)
         response = RedirectResponse(COOKIE_PATH, status_code=303)
-        sessions.set_cookie(response, request, sessions.issue(staff_id))
+        sessions.set_cookie(response, request, sessions.issue(staff_id, caller))
         return response
 
     @app.post(f"{COOKIE_PATH}/logout", include_in_schema=False)
@@ -135,6 +138,8 @@ def mount(app: FastAPI, ctx: Context, auth: Sequence[Depends], kick: Callable[[]
             return refused(request)
         if not same_origin(request) or not sessions.csrf_ok(viewer, request.headers.get("x-csrf-token", "")):
             return JSONResponse({"detail": "an action must come from the dashboard's own page"}, 403)
+        if "write" not in viewer.scopes:
+            return JSONResponse({"detail": "acting on tasks needs a token with the 'write' scope"}, 403)
         if not viewer.staff_id:
             return JSONResponse({"detail": "sign in with your staff id to act on tasks"}, 403)
         return viewer

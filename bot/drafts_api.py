@@ -7,7 +7,7 @@ draft that is already decided answers 409 with who decided it and when.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.scopes import Needs
 from services import approvals
 from services.channels import list_staff
 from services.context import Context
@@ -42,18 +43,17 @@ def same_origin(request: Request) -> None:
         raise HTTPException(403, "a decision cannot come from another site's page")
 
 
-def mount(app: FastAPI, ctx: Context, auth: Sequence[Depends], kick: Callable[[], None]) -> None:
+def mount(app: FastAPI, ctx: Context, needs: Needs, kick: Callable[[], None]) -> None:
     """`kick`: wake the notification worker (an approval queued the customer's message)."""
-    deps = list(auth)
-    deciding = [*deps, Depends(same_origin)]
+    deciding = [needs("write"), Depends(same_origin)]
 
-    @app.get("/drafts", dependencies=deps)
+    @app.get("/drafts", dependencies=[needs("read")])
     def get_drafts(status: Status | None = None, order_id: str | None = None, customer_id: str | None = None,
                    limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
         """Drafts, newest first: [{id, kind, order_id, customer_id, text, status, created_at, decided_by, ...}]."""
         return approvals.list_drafts(ctx, status, limit=limit, order_id=order_id, customer_id=customer_id)
 
-    @app.get("/drafts/{draft_id}", dependencies=deps)
+    @app.get("/drafts/{draft_id}", dependencies=[needs("read")])
     def get_draft(draft_id: int) -> dict[str, Any]:
         try:
             return approvals.get_draft(ctx, draft_id)

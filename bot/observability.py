@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -19,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot.scopes import Needs
 from services import metrics, readiness
 from services.context import Context
 from services.log_context import request_id_from, request_id_var
@@ -31,7 +31,7 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # polled every few seconds: their lines are DEBUG
 
 
-def mount(app: FastAPI, ctx: Context, auth: list[Any]) -> None:
+def mount(app: FastAPI, ctx: Context, needs: Needs) -> None:
     registry = CollectorRegistry()  # one per app: tests build many apps in one process
     metrics.register(registry)
     registry.register(StoreCollector(ctx))
@@ -39,17 +39,19 @@ def mount(app: FastAPI, ctx: Context, auth: list[Any]) -> None:
                         ["method", "route", "status"], buckets=HTTP_BUCKETS, registry=registry)
     app.add_middleware(RequestMiddleware, latency=latency)
     heads = readiness.script_heads()
-    readyz_deps = [] if ctx.settings.health.readyz_public else auth
+    readyz_deps = [] if ctx.settings.health.readyz_public else [needs("read")]
 
     @app.get("/readyz", dependencies=readyz_deps)
     def readyz() -> JSONResponse:
-        """200 when the database answers, its schema is at the head and a worker heartbeats; else 503 naming why."""
+        """200 when the database answers, its schema is at the head and a worker heartbeats; else 503 naming why.
+        `backpressure` (the advisory `backlog` check) says the workers are behind without turning it 503."""
         checks = readiness.check(ctx, heads)
-        ready = all(c["ok"] for c in checks.values())
-        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+        ready = readiness.ready(checks)
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks,
+                             "backpressure": bool(checks["backlog"].get("behind"))},
                             status_code=200 if ready else 503)
 
-    @app.get("/metrics", dependencies=auth)
+    @app.get("/metrics", dependencies=[needs("read")])  # a scraper needs no power to act
     async def prometheus_metrics() -> Response:
         """Prometheus text format: events, allocations, messages, queues, latencies (docs/observability.md)."""
         body = await run_in_threadpool(generate_latest, registry)  # the store collector queries the database

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.scopes import Needs
 from services import substitutions as subs
 from services.context import Context
 
@@ -53,9 +54,9 @@ def _closed(exc: subs.OfferClosed) -> HTTPException:
                                "decided_at": exc.decided_at.isoformat() if exc.decided_at else None})
 
 
-def mount(app: FastAPI, ctx: Context, auth: list[Any]) -> None:
+def mount(app: FastAPI, ctx: Context, needs: Needs) -> None:
 
-    @app.get("/substitutes", dependencies=auth, tags=["substitutions"])
+    @app.get("/substitutes", dependencies=[needs("read")], tags=["substitutions"])
     def get_substitutes(
         line_id: Annotated[str | None, Query(max_length=201, description="numeric id, or ORDER_ID/LINE_ID")] = None,
         order_id: Annotated[str | None, Query(max_length=100, description="with line_id: the order's id")] = None,
@@ -70,12 +71,12 @@ def mount(app: FastAPI, ctx: Context, auth: list[Any]) -> None:
         except subs.UnknownLine as exc:
             raise HTTPException(404, str(exc)) from exc
 
-    @app.post("/substitutions/{offer_id}/accept", dependencies=auth, tags=["substitutions"])
+    @app.post("/substitutions/{offer_id}/accept", dependencies=[needs("write")], tags=["substitutions"])
     def accept_offer(offer_id: OfferId, body: DecisionIn | None = None) -> dict[str, Any]:
         """Switch the line to the offered substitute (as if the customer accepted); 409 when decided."""
         return _decide(subs.accept, ctx, offer_id, body)
 
-    @app.post("/substitutions/{offer_id}/decline", dependencies=auth, tags=["substitutions"])
+    @app.post("/substitutions/{offer_id}/decline", dependencies=[needs("write")], tags=["substitutions"])
     def decline_offer(offer_id: OfferId, body: DecisionIn | None = None) -> dict[str, Any]:
         """Decline the offer: the line keeps waiting, the substitute is not offered again; 409 when decided."""
         return _decide(subs.decline, ctx, offer_id, body)

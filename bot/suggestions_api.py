@@ -8,7 +8,7 @@ it; 409 already decided, with who decided what and when; 422 an unknown staff me
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.drafts_api import same_origin
+from bot.scopes import Needs
 from services import suggestions
 from services.channels import list_staff
 from services.context import Context
@@ -29,9 +30,9 @@ class DecisionIn(BaseModel):
                                                                      "ops or admin)")
 
 
-def mount(app: FastAPI, ctx: Context, auth: Sequence[Depends], kick: Callable[[], None]) -> None:
+def mount(app: FastAPI, ctx: Context, needs: Needs, kick: Callable[[], None]) -> None:
     """`kick`: wake the notification worker (an approval queued the ERP's webhook, cards are redrawn)."""
-    deciding = [*auth, Depends(same_origin)]
+    deciding = [needs("write"), Depends(same_origin)]
 
     @app.post("/tasks/{task_id}/approve", dependencies=deciding)
     def approve(task_id: int, body: DecisionIn) -> Any:

@@ -9,7 +9,7 @@ work the task; 422 an unknown staff member, or a reassignment to someone who can
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.drafts_api import same_origin
+from bot.scopes import Needs
 from services import tasks
 from services.context import Context
 
@@ -32,9 +33,9 @@ class ReassignIn(BaseModel):
     to: str = Field(min_length=1, max_length=100, description="who gets the task (must be able to work it)")
 
 
-def mount(app: FastAPI, ctx: Context, auth: Sequence[Depends], kick: Callable[[], None]) -> None:
+def mount(app: FastAPI, ctx: Context, needs: Needs, kick: Callable[[], None]) -> None:
     """`kick`: wake the notification worker (a command's event may have planned a message)."""
-    acting = [*auth, Depends(same_origin)]  # a browser page elsewhere must not act for a signed-in operator
+    acting = [needs("write"), Depends(same_origin)]  # a browser page elsewhere must not act for a signed-in operator
 
     @app.post("/tasks/{task_id}/take", dependencies=acting)
     def take(task_id: int, body: ActorIn) -> Any:

@@ -12,14 +12,12 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, select, text
 
 from allocation.substitutes import Candidate
 from backorder.config import load_settings
 from bot.api import create_app
-from bot.substitutes_api import mount
 from services import substitutions as subs
 from services.context import Context
 from store import tables as t
@@ -82,10 +80,7 @@ class Api:
         # Events go in with offers off, so each test makes the offers it is about (the planner would
         # otherwise offer the best substitute as soon as a line waits).
         self.intake = TestClient(create_app(with_substitutes(ctx, enabled=False), background_applier=False))
-        app = create_app(ctx, background_applier=False)
-        if not any(getattr(r, "path", None) == "/substitutes" for r in app.routes):
-            mount(app, ctx, [])  # until bot/api.py mounts it
-        self.client = TestClient(app)
+        self.client = TestClient(create_app(ctx, background_applier=False))
 
     def post(self, *events: dict[str, Any]) -> None:
         post_events(self.intake, list(events), self.ctx.engine)
@@ -191,18 +186,19 @@ def test_get_substitutes_errors_name_the_line_or_the_field(api: Api) -> None:
         assert r.json()["detail"][0]["loc"] == ["query", field], (params, r.text)
 
 
-def test_every_route_sits_behind_the_auth_dependencies(api: Api) -> None:
+def test_every_route_sits_behind_the_api_token_and_its_scope(api: Api) -> None:
     api.post(order("O1", "C1", "K1", 2))
-
-    def deny() -> None:
-        raise HTTPException(401, "no")
-
-    app = FastAPI()
-    mount(app, api.ctx, [Depends(deny)])
-    client = TestClient(app)
+    guarded = Context(engine=api.ctx.engine, clock=api.ctx.clock, settings=load_settings(
+        database_url=api.ctx.settings.database_url,
+        api_tokens=[{"name": "reader", "token": "read-only-token", "scopes": ["read"]}]))
+    client = TestClient(create_app(guarded, background_applier=False))
     assert client.get("/substitutes", params={"line_id": "O1/1"}).status_code == 401
     assert client.post("/substitutions/1/accept").status_code == 401
     assert client.post("/substitutions/1/decline").status_code == 401
+    reader = {"Authorization": "Bearer read-only-token"}
+    assert client.get("/substitutes", params={"line_id": "O1/1"}, headers=reader).status_code == 200
+    refused = client.post("/substitutions/1/accept", headers=reader)
+    assert refused.status_code == 403 and "'write'" in refused.json()["detail"]
 
 
 def test_a_line_that_does_not_wait_has_no_candidates(api: Api) -> None:
