@@ -41,7 +41,7 @@ DEFAULT_CHUNK_SKUS = 10_000
 CAUSE = "batch:allocate"
 ACTOR = "allocator"
 _OPEN = io.OPEN_STATUSES
-_WAITING = ("backordered", "partially_allocated")
+_WAITING = io.WAITING_STATUSES
 _ALLOC_EVENTS = ("line_allocated", "line_partially_allocated")
 # A run that changed this many lines refreshes the planner's statistics of the tables it wrote.
 ANALYZE_AFTER_LINES = 50_000

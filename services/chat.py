@@ -31,9 +31,9 @@ from services.reads import get_order
 from services.subscriptions import subscribe_in
 from services.tasks import open_task
 from store import tables as t
+from store.allocation_io import WAITING_STATUSES as WAITING
 from store.db import unit_of_work
 
-WAITING = ("backordered", "partially_allocated")
 CATALOG_TTL_S = 30.0
 
 

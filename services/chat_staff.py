@@ -19,7 +19,6 @@ from services.task_staff import ACTING_ROLES, may_work
 from store import allocation_io as io
 from store import tables as t
 
-WAITING = ("backordered", "partially_allocated")
 # The task kind each role works on by default ([tasks] owner_roles decides; see may_close); ops and admin any.
 TASKS_OF_ROLE = {"procurement": "procurement_review", "warehouse_manager": "inventory_check",
                  "customer_service": "handoff"}

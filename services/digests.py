@@ -21,11 +21,10 @@ from services.notify_facts import load_customers
 from services.ops_figures import waiting_units
 from store import outbox
 from store import tables as t
+from store.allocation_io import WAITING_STATUSES as WAITING
 from store.db import unit_of_work
 from store.locks import xact_lock
 from store.upsert import insert_ignore
-
-WAITING = ("backordered", "partially_allocated")
 
 
 @dataclass

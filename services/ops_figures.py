@@ -16,8 +16,8 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, lite
 
 from backorder.config import Settings
 from store import tables as t
+from store.allocation_io import WAITING_STATUSES as WAITING
 
-WAITING = ("backordered", "partially_allocated")
 GROUPINGS = ("sku", "warehouse", "supplier", "tier", "customer")
 NONE_KEY = "(none)"
 # (label, oldest age in days the bucket holds); the last bucket is open-ended.

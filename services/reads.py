@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from store import tables as t
-
-WAITING = ("backordered", "partially_allocated")
+from store.allocation_io import WAITING_STATUSES as WAITING
 
 
 def get_order(conn: Connection, order_id: str) -> dict[str, Any] | None:

@@ -23,12 +23,12 @@ from allocation.reorder import PURCHASE, TRANSFER, Item, Override, Params, Posit
 from services.context import Context
 from services.tasks import open_task
 from store import tables as t
+from store.allocation_io import WAITING_STATUSES as WAITING
 from store.db import unit_of_work
 
 KIND = {PURCHASE: "purchase_suggestion", TRANSFER: "transfer_suggestion"}
 KINDS = tuple(KIND.values())
 CAUSE = "job:reorder_check"
-WAITING = ("backordered", "partially_allocated")
 DEFAULT_CHUNK_SKUS = 5_000
 APPROVED_HORIZON_DAYS = 400  # an approved suggestion counts as inbound until it arrives: lead times stay below
 
