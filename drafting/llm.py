@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import openai
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from allocation.model import TIERS
@@ -117,6 +116,8 @@ def write(kind: str, facts: Mapping[str, Any], *, llm: LLMSettings, locale: str,
         raise ValueError(f"unknown draft kind {kind!r}")
     if not _CHANNEL.match(channel):
         raise ValueError(f"bad channel name {channel!r}")
+    import openai  # lazily: the SDK takes ~2 s to import, and most processes never ask a model
+
     client = llm_client(llm)  # one try: the caller has a template to fall back to, not time to wait
     try:
         response = client.chat.completions.create(

@@ -9,7 +9,6 @@ import json
 import logging
 from typing import Any, Literal
 
-import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backorder.config import LLMSettings
@@ -60,6 +59,8 @@ def tool(audience: str) -> dict[str, Any]:
 
 def ask(text: str, audience: str, catalog: Catalog, settings: LLMSettings, today: dt.date) -> Understanding | None:
     """The model's reading of `text`, or None when it fails or chooses something it may not."""
+    import openai  # lazily: the SDK takes ~2 s to import, and most processes never ask a model
+
     client = llm_client(settings)
     system = render("llm/understand.txt.j2", audience=audience, intents=intents_for(audience), today=today)
     try:
