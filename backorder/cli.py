@@ -54,6 +54,18 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from exc
 
 
+def check_senders(settings: Settings) -> None:
+    """Stop with a configuration error naming the field when a webhook URL breaks the policy, before any
+    process starts, rather than a traceback from a worker that half-started."""
+    from notifiers.senders.registry import validate_webhook_endpoints
+
+    try:
+        validate_webhook_endpoints(settings)
+    except ValueError as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
 def _context(upgrade_first: bool = True, **overrides: Any) -> Context:
     settings = _settings(**overrides)
     if upgrade_first:
@@ -275,6 +287,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
         console.print("[red]usage error:[/red] --workers > 1 serves the API only: run `backorder worker` beside it "
                       "instead of --worker, and the demo with one process")
         raise typer.Exit(2)
+    check_senders(_settings())
     ctx = _fresh_demo_context(quiet=True) if demo else _context()  # migrates once, before any process starts
     configure_logging(ctx.settings.logging)
     try:

@@ -113,10 +113,12 @@ def worker(
 ) -> None:
     """Run the worker: dispatch the outbox, run the scheduled jobs ([schedule], each once cluster-wide) and
     apply stored events, until stopped (Ctrl-C, SIGTERM). --once: run digests and drafts, send, exit."""
+    from backorder.cli import check_senders
     from backorder.logs import configure as configure_logging
     from services.worker import drain_outbox, run_worker
 
     ctx = _context()
+    check_senders(ctx.settings)
     configure_logging(ctx.settings.logging)
     if once:
         sent = asyncio.run(drain_outbox(ctx, console))

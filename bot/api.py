@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -12,10 +13,12 @@ from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.exc import OperationalError
 
 from bot import (
     approvals_page,
     drafts_api,
+    error_responses,
     limits,
     observability,
     offer_links,
@@ -26,6 +29,7 @@ from bot import (
 )
 from bot.channels import mount_channels
 from bot.dashboard import mount as mount_dashboard
+from bot.ids import RowId
 from bot.scopes import Needs
 from bot.scopes import guarded as tokens_guarded
 from intake.envelope import event_json_schema, parse_events
@@ -43,6 +47,8 @@ from services.subscriptions import UnknownReference, list_subscriptions, subscri
 from services.worker import WorkerThread
 from store import outbox
 from store.db import unit_of_work
+
+log = logging.getLogger(__name__)
 
 # The body is parsed by intake (to report every error at once), so FastAPI cannot derive its
 # schema; the full one, with every event type, is served at /schemas/events.json.
@@ -214,7 +220,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         return [_notification(r) for r in rows]
 
     @app.post("/notifications/{notification_id}/retry", dependencies=[needs("admin")])
-    def retry_notification(notification_id: int) -> dict[str, Any]:
+    def retry_notification(notification_id: RowId) -> dict[str, Any]:
         """Send a dead, failed or cancelled message again now."""
         with unit_of_work(ctx.engine) as conn:
             done = outbox.retry(conn, [notification_id], ctx.now(),
@@ -226,7 +232,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         return {"retried": done}
 
     @app.post("/notifications/{notification_id}/cancel", dependencies=[needs("admin")])
-    def cancel_notification(notification_id: int) -> dict[str, Any]:
+    def cancel_notification(notification_id: RowId) -> dict[str, Any]:
         """Cancel a message that has not gone out."""
         with unit_of_work(ctx.engine) as conn:
             done = outbox.cancel(conn, [notification_id], ctx.now())
@@ -261,7 +267,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
             return list_subscriptions(conn, customer_id, sku, status)
 
     @app.delete("/subscriptions/{subscription_id}", dependencies=[needs("write")])
-    def delete_subscription(subscription_id: int) -> dict[str, Any]:
+    def delete_subscription(subscription_id: RowId) -> dict[str, Any]:
         if not unsubscribe(ctx, subscription_id):
             raise HTTPException(404, f"no open subscription {subscription_id}")
         return {"cancelled": subscription_id}
@@ -289,6 +295,18 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
     limits.mount(app, ctx.settings.limits)  # per-client rates, body sizes: docs/security.md
     observability.mount(app, ctx, needs)  # /readyz, /metrics, request ids
     app.state.channels = mount_channels(app, ctx, kick)
+    error_responses.declare(app, ctx.settings.limits)  # 401/403/404/409/413/429... in /openapi.json
+
+    @app.exception_handler(OperationalError)
+    async def store_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
+        # A connection lost mid-request (the database restarting, a backend killed): say so and that a retry is
+        # safe, rather than a bare 500. Whether the commit landed is unknown: a retry answers stored events as
+        # duplicates (the idempotency key), so nothing is stored twice.
+        log.warning("store unavailable: %s", str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__)
+        return JSONResponse({"detail": "the database is unavailable (restarting or connection lost); retry the "
+                                       "same request: what was already stored is answered as duplicate"},
+                            status_code=503, headers={"Retry-After": "1"})
+
     return app
 
 

@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.ids import RowId
 from bot.scopes import Needs
 from services import approvals
 from services.channels import list_staff
@@ -54,14 +55,14 @@ def mount(app: FastAPI, ctx: Context, needs: Needs, kick: Callable[[], None]) ->
         return approvals.list_drafts(ctx, status, limit=limit, order_id=order_id, customer_id=customer_id)
 
     @app.get("/drafts/{draft_id}", dependencies=[needs("read")])
-    def get_draft(draft_id: int) -> dict[str, Any]:
+    def get_draft(draft_id: RowId) -> dict[str, Any]:
         try:
             return approvals.get_draft(ctx, draft_id)
         except approvals.DraftNotFound as exc:
             raise HTTPException(404, str(exc)) from None
 
     @app.post("/drafts/{draft_id}/approve", dependencies=deciding)
-    def approve(draft_id: int, body: DecisionIn | None = None) -> Any:
+    def approve(draft_id: RowId, body: DecisionIn | None = None) -> Any:
         """Approve a pending draft, optionally with {"text": edited}: the message is queued for the customer."""
         body = body or DecisionIn()
         out = _decide(ctx, lambda who: approvals.approve(ctx, draft_id, who, via="api", text=body.text), body)
@@ -69,7 +70,7 @@ def mount(app: FastAPI, ctx: Context, needs: Needs, kick: Callable[[], None]) ->
         return out
 
     @app.post("/drafts/{draft_id}/reject", dependencies=deciding)
-    def reject(draft_id: int, body: DecisionIn | None = None) -> Any:
+    def reject(draft_id: RowId, body: DecisionIn | None = None) -> Any:
         """Reject a pending draft: nothing is sent to the customer."""
         body = body or DecisionIn()
         if body.text is not None:

@@ -13,7 +13,7 @@ import time
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -51,7 +51,8 @@ def mount(app: FastAPI, ctx: Context, needs: Needs) -> None:
                              "backpressure": bool(checks["backlog"].get("behind"))},
                             status_code=200 if ready else 503)
 
-    @app.get("/metrics", dependencies=[needs("read")])  # a scraper needs no power to act
+    # PlainTextResponse: so /openapi.json says text/plain (the exposition format), not JSON.
+    @app.get("/metrics", dependencies=[needs("read")], response_class=PlainTextResponse)  # read: a scraper
     async def prometheus_metrics() -> Response:
         """Prometheus text format: events, allocations, messages, queues, latencies (docs/observability.md)."""
         body = await run_in_threadpool(generate_latest, registry)  # the store collector queries the database

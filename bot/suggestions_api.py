@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.drafts_api import same_origin
+from bot.ids import RowId
 from bot.scopes import Needs
 from services import suggestions
 from services.channels import list_staff
@@ -35,12 +36,12 @@ def mount(app: FastAPI, ctx: Context, needs: Needs, kick: Callable[[], None]) ->
     deciding = [needs("write"), Depends(same_origin)]
 
     @app.post("/tasks/{task_id}/approve", dependencies=deciding)
-    def approve(task_id: int, body: DecisionIn) -> Any:
+    def approve(task_id: RowId, body: DecisionIn) -> Any:
         """Approve an open suggestion: `po.requested` or `transfer.requested` goes to the ERP."""
         return _decide(ctx, lambda who: suggestions.approve(ctx, task_id, who, via=VIA), body, kick)
 
     @app.post("/tasks/{task_id}/reject", dependencies=deciding)
-    def reject(task_id: int, body: DecisionIn) -> Any:
+    def reject(task_id: RowId, body: DecisionIn) -> Any:
         """Reject an open suggestion: nothing is sent."""
         return _decide(ctx, lambda who: suggestions.reject(ctx, task_id, who, via=VIA), body, kick)
 

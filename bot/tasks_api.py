@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.drafts_api import same_origin
+from bot.ids import RowId
 from bot.scopes import Needs
 from services import tasks
 from services.context import Context
@@ -38,17 +39,17 @@ def mount(app: FastAPI, ctx: Context, needs: Needs, kick: Callable[[], None]) ->
     acting = [needs("write"), Depends(same_origin)]  # a browser page elsewhere must not act for a signed-in operator
 
     @app.post("/tasks/{task_id}/take", dependencies=acting)
-    def take(task_id: int, body: ActorIn) -> Any:
+    def take(task_id: RowId, body: ActorIn) -> Any:
         """The staff member takes the task: it becomes theirs (its owner)."""
         return _run(lambda: tasks.take(ctx, task_id, body.staff_id, via="api"), kick)
 
     @app.post("/tasks/{task_id}/finish", dependencies=acting)
-    def finish(task_id: int, body: ActorIn) -> Any:
+    def finish(task_id: RowId, body: ActorIn) -> Any:
         """The staff member finishes the task (done)."""
         return _run(lambda: tasks.finish(ctx, task_id, body.staff_id, via="api"), kick)
 
     @app.post("/tasks/{task_id}/reassign", dependencies=acting)
-    def reassign(task_id: int, body: ReassignIn) -> Any:
+    def reassign(task_id: RowId, body: ReassignIn) -> Any:
         """`by` gives the task to `to`."""
         return _run(lambda: tasks.reassign(ctx, task_id, body.by, body.to, via="api"), kick)
 

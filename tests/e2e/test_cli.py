@@ -117,3 +117,14 @@ def test_chat_answers_from_the_demo_store(tmp_path: Path) -> None:
     assert "Order 1043:" in done.stdout and "KTL-200" in done.stdout
     assert "can't find order 1041" in done.stdout  # C-BEA's order
     assert run(["chat", "--as", "nobody"], tmp_path, env).returncode == 2
+
+
+def test_serve_and_worker_refuse_a_webhook_url_inside_the_network_naming_the_field(tmp_path: Path) -> None:
+    env = {"BACKORDER_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
+           "BACKORDER_WEBHOOK__URL": "https://169.254.169.254/latest/meta-data"}
+    for args in (["serve", "--port", "1"], ["worker", "--once"]):
+        done = run(args, tmp_path, env)
+        said = " ".join((done.stdout + done.stderr).split())
+        assert done.returncode == 2, said
+        assert "configuration error: webhook.url: address 169.254.169.254 is link-local" in said, said
+        assert "Traceback" not in said

@@ -102,6 +102,7 @@ class _State:
         self.keep_requests = keep_requests
         self.slow_seconds = 2.0
         self.retry_after = "1"
+        self.redirect_location = "/redirected"  # where "redirect" points: anywhere, for the SSRF tests
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
         self.queued: deque[str] = deque()
@@ -268,7 +269,7 @@ def make_app(state: _State, stopping: asyncio.Event) -> web.Application:
         if mode == "ok":
             return web.json_response({"ok": True}, headers={"X-Request-Id": request_id})
         if mode == "redirect":
-            return web.Response(status=302, headers={"Location": "/redirected"})
+            return web.Response(status=302, headers={"Location": state.redirect_location})
         headers = {"Retry-After": retry_after} if mode == "429" else {}
         return web.Response(status=int(mode), text=f"fake failure {mode}\n", headers=headers)
 
@@ -332,6 +333,10 @@ class WebhookReceiver:
 
     def fail_next(self, count: int, mode: str) -> None:
         self._state.control({"fail_next": {"count": count, "mode": mode}})
+
+    def redirect_to(self, location: str) -> None:
+        """The Location of the "redirect" mode's 302 (default /redirected)."""
+        self._state.redirect_location = location
 
     def fail_rate(self, fraction: float, mode: str | list[str] = "500", *, seed: int = 0) -> None:
         modes = [mode] if isinstance(mode, str) else list(mode)
