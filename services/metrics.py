@@ -120,4 +120,6 @@ def _committed(conn: Connection) -> None:
 
 
 def _rolled_back(conn: Connection, *_args: object) -> None:
+    if conn.invalidated:  # its connection is lost: `info` would raise over the real error (store/db.py)
+        return
     conn.info.pop(_PENDING, None)

@@ -38,6 +38,11 @@ def txn_state(conn: Connection) -> dict[str, Any]:
 
 def _forget_txn_state(conn: Connection, *_args: Any) -> None:
     # A rolled-back savepoint releases the locks taken inside it, so forget everything then too.
+    if conn.invalidated:
+        # Its connection was lost (the server restarted, the backend was killed): reading `info` would try
+        # to reconnect inside the rollback and raise PendingRollbackError over the real error. The pool
+        # clears the record's info when it reconnects, so there is nothing to forget.
+        return
     conn.info.pop(TXN_STATE, None)
 
 
