@@ -169,7 +169,7 @@ def phase_claim(opts: dict[str, Any]) -> dict[str, Any]:
     wait = opts["start_at"] - time.monotonic()  # every claimer starts at the same instant
     if wait > 0:
         time.sleep(wait)
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), _cpu()
     claimed = recorded = rounds = 0
     while True:
         now = datetime.now(UTC)
@@ -183,9 +183,9 @@ def phase_claim(opts: dict[str, Any]) -> dict[str, Any]:
             recorded += record(conn, owner, [Result(r.id, "sent") for r in rows], datetime.now(UTC))
         claimed += len(rows)
         rounds += 1
-    t1 = time.monotonic()
+    t1, cpu = time.monotonic(), _cpu() - cpu0
     engine.dispose()
-    return {"claimed": claimed, "recorded": recorded, "rounds": rounds, "t0": t0, "t1": t1}
+    return {"claimed": claimed, "recorded": recorded, "rounds": rounds, "t0": t0, "t1": t1, "cpu_seconds": cpu}
 
 
 PHASES = {"dispatch": phase_dispatch, "apprise": phase_apprise, "claim": phase_claim}
@@ -396,21 +396,23 @@ def loss_check(url: str, prefix: str, within_grace: dict[str, Any], after: dict[
 
 
 def run_level(args: argparse.Namespace, template: str, rx: Any, tmp: Path, rate: int, separate: bool,
-              tag: str) -> dict[str, Any]:
+              tag: str, workers: int = 1) -> dict[str, Any]:
+    """One level; `separate`: `serve --no-worker` beside `workers` `backorder worker` processes."""
     url = new_pg_database(template=template)
     port = free_port()
     env = bench_env(url, rx.url)
     server = Proc(["serve", "--port", str(port), *(["--no-worker"] if separate else [])], env, tmp / f"serve-{tag}.log")
-    worker = Proc(["worker"], env, tmp / f"worker-{tag}.log") if separate else None
+    worker_procs = {f"worker{'' if k == 0 else k + 1}": Proc(["worker"], env, tmp / f"worker-{tag}-{k}.log")
+                    for k in range(workers if separate else 0)}
     base = f"http://127.0.0.1:{port}"
     per_request = args.events_per_request or max(1, round(rate / 50))
     stops: dict[str, Any] = {}
-    res: dict[str, Any] = {"rate": rate, "separate": separate, "per_request": per_request,
+    res: dict[str, Any] = {"rate": rate, "separate": separate, "workers": len(worker_procs), "per_request": per_request,
                            "loadavg_before": os.getloadavg()}
     try:
         server.start()
-        if worker is not None:
-            worker.start()
+        for w in worker_procs.values():
+            w.start()
         wait_http(f"{base}/healthz", server)
         # Warm up (not measured): connections, caches, the first outbox rounds.
         warm = [_order(f"{tag}w-{i:04d}", i, args.skus) for i in range(20)]
@@ -419,7 +421,7 @@ def run_level(args: argparse.Namespace, template: str, rx: Any, tmp: Path, rate:
         rx.client.reset()
         n = int(rate * args.duration)
         events = [_order(f"{tag}-{i:06d}", i, args.skus) for i in range(n)]
-        procs = {"serve": server, "worker": worker, "receiver": rx.proc}
+        procs = {"serve": server, **worker_procs, "receiver": rx.proc}
         cpu0 = {name: proc_cpu(p.pid) for name, p in procs.items() if p is not None}
         pg0 = pg_backend_cpu(url)
         m0, t0 = machine_cpu(), time.monotonic()
@@ -434,14 +436,14 @@ def run_level(args: argparse.Namespace, template: str, rx: Any, tmp: Path, rate:
         res["machine_busy"] = busy_share(m0, machine_cpu())
         res["window_seconds"] = wall
         res.update(analyse(url, tag, load, stats))
-        for p in (server, worker):
+        for p in (server, *worker_procs.values()):
             if p is not None and not p.alive():
                 raise RuntimeError(f"{' '.join(p.args)} died during the run:\n{p.tail()}")
         # Stop everything, then look again: a row the outbox says was sent that the receiver never
         # saw would be a lost message (as opposed to one that arrived after the grace).
         stops["serve"] = server.stop(args.stop_timeout)
-        if worker is not None:
-            stops["worker"] = worker.stop(args.stop_timeout)
+        for name, w in worker_procs.items():
+            stops[name] = w.stop(args.stop_timeout)
         res.update(loss_check(url, tag, stats, rx.client.stats()))
         res.update(requests=load["requests"], post_errors=load["errors"], schedule_lag=load["schedule_lag"],
                    response_p99=load["response_p99"], inbox_pending_at_end=prog["inbox_pending"])
@@ -449,8 +451,9 @@ def run_level(args: argparse.Namespace, template: str, rx: Any, tmp: Path, rate:
     finally:
         if "serve" not in stops:
             stops["serve"] = server.stop(args.stop_timeout)
-        if worker is not None and "worker" not in stops:
-            stops["worker"] = worker.stop(args.stop_timeout)
+        for name, w in worker_procs.items():
+            if name not in stops:
+                stops[name] = w.stop(args.stop_timeout)
         res["stops"] = stops
         drop_database(url)
 
@@ -533,6 +536,7 @@ def figure_claims(args: argparse.Namespace, batch: int, lease: float) -> list[di
             res = {"claimers": k, "rows": args.claim_rows, "claimed": claimed,
                    "recorded": sum(p["recorded"] for p in parts), "rounds": sum(p["rounds"] for p in parts),
                    "per_claimer": [p["claimed"] for p in parts], "seconds": seconds,
+                   "cpu_seconds": sum(p["cpu_seconds"] for p in parts),
                    "rate": claimed / seconds, "outbox": counts, "insert_seconds": insert_s,
                    "exact": claimed == args.claim_rows and counts == {"sent": args.claim_rows}}
             print(f"  [3] {k} claimer(s): {res['rate']:,.0f} rows/s", flush=True)

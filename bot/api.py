@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import OperationalError
+from starlette.requests import ClientDisconnect
 
 from bot import (
     approvals_page,
@@ -140,9 +141,15 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         return event_json_schema()
 
     @app.post("/events", dependencies=[needs("write")], openapi_extra=EVENTS_BODY)
-    async def post_events(request: Request, wait: bool = True) -> JSONResponse:
+    async def post_events(request: Request, wait: bool = True) -> Response:
         """Store one event or an array of up to 10,000, then apply them (unless wait=false)."""
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:
+            # The sender gave up (its timeout) before the body arrived: nothing was read, nothing stored, and
+            # no one is left to answer. Not an error of ours; under overload, logging tracebacks would only add load.
+            log.info("POST /events: the client disconnected before its body arrived")
+            return Response(status_code=499)
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -165,7 +172,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         body = {"accepted": outcomes.count("accepted"), "duplicate": outcomes.count("duplicate"),
                 "applied": bool(wait), "results": results}
         if not wait:  # stored, never refused: past the configured depth the answer only says the workers are behind
-            backlog = await run_in_threadpool(backlog_probe.get)
+            backlog = backlog_probe.fresh() or await run_in_threadpool(backlog_probe.get)
             if backlog is not None and backlog.behind:
                 body["backlog"] = backlog.hint()
         return JSONResponse(body, status_code=200 if wait else 202)

@@ -75,12 +75,20 @@ class BacklogProbe:
         self._lock = threading.Lock()
         self._last: tuple[float, Backlog] | None = None
 
-    def get(self) -> Backlog | None:
-        """The backlog, or None when it cannot be counted now: the events are stored by then, so a failed count
-        must not turn their 202 into an error (the log says why)."""
+    def fresh(self) -> Backlog | None:
+        """The last count while it is young enough, else None; never touches the database (so the event loop
+        can ask it without a trip to the thread pool)."""
         with self._lock:
             if self._last is not None and time.monotonic() - self._last[0] < self._max_age_s:
                 return self._last[1]
+        return None
+
+    def get(self) -> Backlog | None:
+        """The backlog, or None when it cannot be counted now: the events are stored by then, so a failed count
+        must not turn their 202 into an error (the log says why)."""
+        young = self.fresh()
+        if young is not None:
+            return young
         try:
             with self._ctx.engine.connect() as conn:
                 backlog = measure(conn, self._ctx)
