@@ -3,7 +3,9 @@
 Retries back off exponentially with jitter (or as the provider's Retry-After says); permanent
 failures are not retried but fall back to the next channel when the routing allows; a message
 is dead after `max_attempts` or once it is older than it is useful. Rate limits are reserved in
-the store (store.outbox.reserve), so they hold across every worker.
+the store (store.outbox.reserve), so they hold across every worker; as each request leaves, a Pacer keeps this process's
+sends of one limit 1/rate apart, and a send that missed its slot by more than LATE_S gets a fresh slot instead
+of going out late in a bunch (see _Turn for the bound this gives as the provider counts).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +28,7 @@ from sqlalchemy import Engine
 
 from backorder.config import NotifySettings
 from notifiers.render import render_notice
-from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sender, SendError, Sent
+from notifiers.senders.base import SEND_TURN, Outgoing, PermanentError, RetryableError, Sender, SendError, Sent
 from store import outbox
 from store import tables as t
 from store.db import unit_of_work
@@ -64,11 +68,102 @@ class Claimed:
 HOLD_S = 2.0
 
 
+# A send that reaches its turn (its slot, the pacer, a free in-flight place) more than this after its slot is
+# handed back to reserve a fresh slot rather than sent late: late sends are what bunch up past a limit at the
+# provider, the slots after them being on time. At most MAX_LATE times per row and worker, then it is sent,
+# paced: a loaded machine cannot keep a message back for ever.
+LATE_S = 0.2
+MAX_LATE = 3
+SLOT_MISSED = "rate_slot_missed: handed back to reserve a fresh slot"
+
+
+class Pacer:
+    """Per rate key, when this process may next send: consecutive sends of one key at least 1/rate apart.
+
+    Shared by every dispatcher of the process on one store (pacer_for; threads included: the lock), so it holds
+    whatever event loop a send runs on. It only ever delays a send; the slots reserved in the store keep
+    processes apart.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+
+    def take(self, limits: Sequence[tuple[str, float]], within: float | None = None) -> float | None:
+        """Book a send now under every (key, rate) in `limits` if they all allow one (returns 0.0); else the
+        seconds until they would (nothing booked: wait, then ask again), or None when that is more than
+        `within`. Booking at the moment of asking, not at a time ahead, keeps the 1/rate between the sends as
+        they happen, however late a waiter wakes."""
+        with self._lock:
+            now = time.monotonic()
+            at = max([now, *(self._next.get(key, now) for key, _ in limits)])
+            if within is not None and at - now > within:
+                return None
+            if at > now:
+                return at - now
+            for key, rate in limits:
+                self._next[key] = now + 1.0 / rate
+            if len(self._next) > 10_000:  # keys of past sends: drop those that no longer hold anything back
+                self._next = {k: v for k, v in self._next.items() if v > now}
+            return 0.0
+
+
+_pacers: weakref.WeakKeyDictionary[Engine, Pacer] = weakref.WeakKeyDictionary()
+_pacers_lock = threading.Lock()
+
+
+def pacer_for(engine: Engine) -> Pacer:
+    """The process's pacer for the rate limits kept in this engine's store: every dispatcher on it shares one."""
+    with _pacers_lock:
+        pacer = _pacers.get(engine)
+        if pacer is None:
+            pacer = _pacers[engine] = Pacer()
+        return pacer
+
+
+class SlotMissed(Exception):
+    """A send's turn came more than LATE_S after its slot: it goes back to the outbox untried."""
+
+
+class _Turn:
+    """A message's turn to leave (notifiers.senders.base.wait_turn), taken once, by its first request.
+
+    Paced where the request leaves, after every wait before it (its slot, the in-flight limit, the sender's own
+    store reads and connection queue): in this process the sends of one limit are 1/rate apart, so no second
+    holds more than `rate` of them. A turn that comes more than LATE_S after the slot raises SlotMissed (MAX_LATE
+    times a row and worker, then it goes, paced), so the sends of all processes leave within LATE_S of slots
+    reserved 1/rate apart: across processes one second holds at most rate * (1 + LATE_S) + 1, save rows past
+    MAX_LATE. What the provider counts differs only by each request's time from here to it.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, claimed: Claimed) -> None:
+        self.d, self.c, self.taken = dispatcher, claimed, False
+
+    async def __call__(self) -> None:
+        if self.taken:  # a message's later requests (an upload after the post) follow its first
+            return
+        self.taken = True
+        d, row, slot = self.d, self.c.row, self.c.slot
+        limits = d._limits(row)
+        while True:
+            within = None
+            if slot is not None and d._late.get(row.id, 0) < MAX_LATE:
+                within = (slot + timedelta(seconds=LATE_S) - d.clock()).total_seconds()
+            # Too late already, or once paced: nothing is booked with the pacer and the slot goes unused.
+            pause = d.pacer.take(limits, within) if within is None or within >= 0 else None
+            if pause is None:
+                raise SlotMissed(row.id)
+            if pause == 0.0:
+                return
+            await asyncio.sleep(pause)
+
+
 class Dispatcher:
     def __init__(self, engine: Engine, cfg: NotifySettings, senders: Mapping[str, Sender], *,
                  owner: str | None = None, clock: Clock = utcnow, rng: random.Random | None = None,
                  jobs: Callable[[], object] | None = None, jobs_every_s: float = 30.0,
-                 channel_rates: Mapping[str, float] | None = None, hold_s: float = HOLD_S) -> None:
+                 channel_rates: Mapping[str, float] | None = None, hold_s: float = HOLD_S,
+                 pacer: Pacer | None = None) -> None:
         self.engine = engine
         self.cfg = cfg
         # Whole-channel limits: [notify] rate_per_channel, plus a provider's sender limit (Twilio's MPS).
@@ -82,6 +177,8 @@ class Dispatcher:
         self.jobs_every_s = jobs_every_s
         self._last_jobs = float("-inf")
         self._inflight = asyncio.Semaphore(cfg.concurrency)
+        self.pacer = pacer or pacer_for(engine)
+        self._late: dict[int, int] = {}  # outbox id: times handed back for missing its slot
         self.sent = 0
 
     # -- claim -----------------------------------------------------------------------------------
@@ -129,15 +226,29 @@ class Dispatcher:
             rate = self.channel_rates.get(row.channel)
             if row.id not in out and rate:
                 by_channel.setdefault((f"{row.channel}:*", rate), []).append(row)
+        # The channel can put a row after its destination slot; the destination's next message, reserved before
+        # (held, or in this round), must keep its distance from that later time: a second bucket per destination
+        # ("...|sent") holds when its last scheduled send allows the next. Only rows of this channel touch it, under
+        # the channel bucket's lock taken above.
+        sent_floor: dict[str, datetime] = {}
         for (key, per_second), members in sorted(by_channel.items()):
             step = timedelta(seconds=1.0 / per_second)
             first = outbox.reserve(conn, key, len(members), step.total_seconds(), now)
             last = first - step
             for row in sorted(members, key=lambda r: (dest_slot.get(r.id, first), r.id)):
                 last = max(dest_slot.get(row.id, first), last + step)
+                dest_rate = self.cfg.rate_per_destination.get(row.channel)
+                if dest_rate:
+                    sent_key = f"{row.channel}:{row.recipient}|sent"
+                    if sent_key not in sent_floor:
+                        sent_floor[sent_key] = outbox.reserve(conn, sent_key, 0, 0.0, last)
+                    last = max(last, sent_floor[sent_key])
+                    sent_floor[sent_key] = last + timedelta(seconds=1.0 / dest_rate)
                 out[row.id] = Claimed(row, last, hold=outbox.SLOT_HELD if last - now > hold else None)
             if last > first + step * (len(members) - 1):
                 outbox.extend(conn, key, last + step)
+        for sent_key, until in sorted(sent_floor.items()):
+            outbox.extend(conn, sent_key, until)
         return [out.get(r.id) or Claimed(r, dest_slot.get(r.id)) for r in rows]
 
     # -- send ------------------------------------------------------------------------------------
@@ -187,6 +298,16 @@ class Dispatcher:
         return total
 
     async def _process(self, claimed: Sequence[Claimed]) -> None:
+        # Rows handed back to wait for their slot are written first: recorded only after this batch's sends
+        # (a slow provider's, up to its timeout) they could come due after their slot, be sent late together
+        # and crowd past the rate limit.
+        held = [c for c in claimed if c.hold is not None and c.slot is not None]
+        if held:
+            handed = await asyncio.gather(*(self._send(c) for c in held))
+            await asyncio.to_thread(self._record, [r for r, _ in handed], [row for _, row in handed if row is not None])
+            claimed = [c for c in claimed if not (c.hold is not None and c.slot is not None)]
+            if not claimed:
+                return
         outcomes = await asyncio.gather(*(self._send(c) for c in claimed))
         results = [r for r, _ in outcomes]
         fall_from = [row for _, row in outcomes if row is not None]
@@ -227,15 +348,40 @@ class Dispatcher:
         msg = Outgoing(id=row.id, channel=row.channel, recipient=row.recipient, kind=row.kind, body=row.body,
                        idempotency_key=row.idempotency_key, subject=row.subject, html=row.html,
                        payload=row.payload or {}, locale=row.locale, attempt=row.attempts)
+        turn = _Turn(self, c)
+        token = SEND_TURN.set(turn)
         try:
             async with self._inflight:
+                if not getattr(sender, "waits_turn", False):  # a sender that does not say where its request leaves
+                    await turn()
                 sent: Sent = await sender.send(msg)
+        except SlotMissed:
+            if len(self._late) > 10_000:  # rows another worker went on to send: forget them
+                self._late.clear()
+            self._late[row.id] = self._late.get(row.id, 0) + 1
+            reason = None if outbox.held_slot(row.error_reason) else row.error_reason
+            return outbox.Result(row.id, "pending", error=SLOT_MISSED, error_reason=reason, due_at=self.clock(),
+                                 attempts_back=1), None
         except SendError as exc:
+            self._late.pop(row.id, None)
             return self._failed(row, exc, self.clock())
         except Exception as exc:  # a sender bug must not kill the worker; treat it as transient
+            self._late.pop(row.id, None)
             log.exception("sender %s failed on outbox row %s", row.channel, row.id)
             return self._failed(row, RetryableError("sender_error", f"{type(exc).__name__}: {exc}"), self.clock())
+        finally:
+            SEND_TURN.reset(token)
+        self._late.pop(row.id, None)
         return outbox.Result(row.id, "delivered" if sent.delivered else "sent", provider_id=sent.provider_id), None
+
+    def _limits(self, row: Any) -> list[tuple[str, float]]:
+        """The (rate key, messages/s) limits a row's send counts against; keys as in _slots."""
+        limits: list[tuple[str, float]] = []
+        if rate := self.channel_rates.get(row.channel):
+            limits.append((f"{row.channel}:*", rate))
+        if rate := self.cfg.rate_per_destination.get(row.channel):
+            limits.append((f"{row.channel}:{row.recipient}", rate))
+        return limits
 
     def _failed(self, row: Any, exc: SendError, now: datetime) -> tuple[outbox.Result, Any]:
         error = str(exc)[:2000]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -56,6 +58,20 @@ class PermanentError(SendError):
     """Never retry this message on this channel: invalid address, 4xx, refused, not configured."""
 
     retryable = False
+
+
+# Set by the dispatcher around each send: waits for the message's turn under its rate limits, or raises when its
+# slot has passed (the dispatcher then hands the message back untried).
+SEND_TURN: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("send_turn", default=None)
+
+
+async def wait_turn() -> None:
+    """Called by a sender right before its request leaves (after its own store reads and queues), so the rate
+    limits hold where the provider counts. Outside the try that classifies failures: what it raises must reach
+    the dispatcher. A no-op outside a dispatcher and after the message's first request."""
+    turn = SEND_TURN.get()
+    if turn is not None:
+        await turn()
 
 
 class Sender(Protocol):

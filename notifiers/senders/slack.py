@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from backorder.config import SlackSettings
 from notifiers import slack_blocks
-from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent, parse_retry_after
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent, parse_retry_after, wait_turn
 from store.chat_state import remember_thread, thread_of
 from store.db import unit_of_work
 
@@ -48,6 +48,8 @@ def utcnow() -> datetime:
 
 class SlackSender:
     channel = "slack"
+
+    waits_turn = True  # base.wait_turn() right before each request: the dispatcher paces it there
 
     def __init__(self, settings: SlackSettings, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
         if settings.bot_token is None:
@@ -112,11 +114,14 @@ class SlackSender:
         return Sent(provider_id=f"{channel}:{ts}")
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
+        await wait_turn()
         try:
             return await getattr(self._web(), method)(**kwargs)
         except SlackApiError as exc:
             raise classify(exc) from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError as exc:  # before ClientError: aiohttp's own timeouts are both; "timeout" as on webhooks
+            raise RetryableError("timeout", f"{type(exc).__name__}: no answer within {TIMEOUT_S} s") from None
+        except aiohttp.ClientError as exc:
             raise RetryableError("connection", f"{type(exc).__name__}: {exc}") from None
 
     def _thread_of(self, destination: str, topic: str) -> str | None:

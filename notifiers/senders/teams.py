@@ -4,7 +4,8 @@ The recipient is a conversation id (StaffContact.teams_conversation) or a user i
 conversation reference stored when Teams first talked to us (bot/teams) says where to post. A card
 payload goes as an Adaptive Card 1.5 with the plain body as its text fallback; an empty payload (a
 chat reply row) as plain text. The dispatcher paces sends (7/s per conversation); a 429 is retried
-after its Retry-After, a bot removed from the team (403) or a conversation gone (404) is permanent.
+after its Retry-After, no answer within TIMEOUT_S is a retryable "timeout", a bot removed from the team (403)
+or a conversation gone (404) is permanent.
 In production a reference whose serviceUrl is not one of Microsoft's service hosts is refused before
 any token is asked for: the bot token must reach the Bot Connector only.
 
@@ -36,7 +37,7 @@ from notifiers.adaptive_cards import (
     decided_card,
     escape_markdown,
 )
-from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent, parse_retry_after
+from notifiers.senders.base import Outgoing, PermanentError, RetryableError, Sent, parse_retry_after, wait_turn
 from notifiers.teams_auth import connections, outbound_identity, reraise, service_hosts
 from store import chat_state as store
 from store import tables as t
@@ -45,6 +46,9 @@ CHANNEL = "teams"
 GONE = (403, 404)  # bot uninstalled / blocked, or the conversation no longer exists
 UPDATE_KIND = "approval_update"
 SEPARATOR = "|"  # in "<conversation id>|<activity id>": Teams puts none in either
+# The SDK's connector session has aiohttp's default timeout (5 minutes): a Bot Connector that does not answer would
+# hold the send, and the dispatcher's whole batch, past the outbox lease (and another worker would send it again).
+TIMEOUT_S = 10.0
 
 
 def provider_id(conversation_id: str, activity_id: str) -> str:
@@ -93,6 +97,8 @@ def message_activity(msg: Outgoing, *, draft_text: str | None = None,
 
 class TeamsSender:
     channel = CHANNEL
+
+    waits_turn = True  # base.wait_turn() right before each request: the dispatcher paces it there
 
     def __init__(self, settings: TeamsSettings, engine: Engine | None, *,
                  max_chars: int = DraftSettings().max_chars) -> None:
@@ -177,8 +183,13 @@ class TeamsSender:
     async def _run(self, reference: ConversationReference, continuation: Activity,
                    callback: Callable[[TurnContext], Awaitable[None]]) -> None:
         """One proactive turn; the Bot Connector's refusals classified for the dispatcher."""
+        await wait_turn()
         try:
-            await self.adapter.continue_conversation_with_claims(self.identity, continuation, callback)
+            async with asyncio.timeout(TIMEOUT_S):
+                await self.adapter.continue_conversation_with_claims(self.identity, continuation, callback)
+        except TimeoutError as exc:  # before OSError and ClientError: aiohttp's own timeouts are both
+            raise RetryableError("timeout", f"{reference.service_url}: {exc or f'no answer in {TIMEOUT_S} s'}",
+                                 ) from None
         except aiohttp.ClientResponseError as exc:
             detail = f"HTTP {exc.status} from {reference.service_url}"
             if exc.status == 429:
@@ -191,7 +202,7 @@ class TeamsSender:
             raise PermanentError(f"http_{exc.status}", detail) from None
         except PermissionError as exc:  # no bot token: a wrong secret stays wrong until someone fixes it
             raise PermanentError("auth", str(exc)) from None  # (before OSError, which PermissionError is)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise RetryableError("connection", f"{type(exc).__name__}: {exc}") from None
 
     async def aclose(self) -> None:

@@ -34,7 +34,15 @@ from twilio.rest import Client
 from twilio.rest.content.v1.content import ContentList
 
 from backorder.config import TwilioSettings
-from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent, parse_retry_after
+from notifiers.senders.base import (
+    Outgoing,
+    PermanentError,
+    RetryableError,
+    SendError,
+    Sent,
+    parse_retry_after,
+    wait_turn,
+)
 from notifiers.twilio_errors import classify
 from store import chat_state as store_channels
 from store import outbox
@@ -123,6 +131,8 @@ class RoutedHttpClient(AsyncTwilioHttpClient):
 
 
 class TwilioSender:
+    waits_turn = True  # base.wait_turn() right before each request: the dispatcher paces it there
+
     def __init__(self, channel: str, settings: TwilioSettings, engine: Engine, *,
                  clock: Callable[[], datetime] = utcnow) -> None:
         if channel not in ("sms", "whatsapp"):
@@ -160,6 +170,7 @@ class TwilioSender:
             fields.update(to=f"whatsapp:{msg.recipient.removeprefix('whatsapp:')}", from_=f"whatsapp:{s.whatsapp_from}")
             inside = msg.kind in SESSION_KINDS or (last_in is not None and self.clock() - last_in < WINDOW)
             fields.update(await self._session_message(msg) if inside else self._template_message(msg))
+        await wait_turn()
         _retry_after.set(None)
         try:
             created = await self.messages.create_async(**fields)
@@ -248,6 +259,8 @@ class TwilioSender:
 
     async def _failure(self, msg: Outgoing | None, exc: Exception) -> SendError:
         """The SendError a failure of the client stands for (an API error by its code, else the connection)."""
+        if isinstance(exc, TimeoutError):  # "timeout" as on webhooks: the message may have been created
+            return RetryableError("timeout", f"{type(exc).__name__}: no answer within {self.http.timeout} s")
         if not isinstance(exc, TwilioRestException | TwilioServiceException):
             return RetryableError("connection", f"{type(exc).__name__}: {exc}")
         code, status = exc.code, exc.status

@@ -30,7 +30,15 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from backorder.config import WebhookSettings
-from notifiers.senders.base import Outgoing, PermanentError, RetryableError, SendError, Sent, parse_retry_after
+from notifiers.senders.base import (
+    Outgoing,
+    PermanentError,
+    RetryableError,
+    SendError,
+    Sent,
+    parse_retry_after,
+    wait_turn,
+)
 from notifiers.signing import sign
 from notifiers.urls import check_webhook_url, forbidden_reason, is_localhost_name, normalise_url
 
@@ -143,6 +151,8 @@ def classify_exception(exc: BaseException) -> SendError:
 class WebhookSender:
     channel = "webhook"
 
+    waits_turn = True  # base.wait_turn() right before each request: the dispatcher paces it there
+
     def __init__(
         self, settings: WebhookSettings, *, resolver: AbstractResolver | None = None, connection_limit: int = 100
     ) -> None:
@@ -221,6 +231,7 @@ class WebhookSender:
         if secret:
             headers["X-Backorder-Signature"] = sign(secret, timestamp, body)
         async with self._slots:
+            await wait_turn()
             try:
                 async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as resp:
                     status = resp.status

@@ -7,6 +7,7 @@ sends them and Bot Framework tokens signed with a test key.
         bc.wait_for(1)[0].activity["text"]        # what the bot posted back
         bc.fail_next(1, 429, retry_after="3")     # the next post gets 429 + Retry-After: 3 (or 403, 404, 500)
         bc.updates                                # the PUTs that edited a posted activity in place
+        bc.fail_rate(0.3, ["500", "429", "slow", "reset"], seed=7)  # seeded random faults on posts (fakes/faults.py)
 
 Routes (the Bot Connector REST API v3, and the two Microsoft identity endpoints a bot uses):
     POST /v3/conversations/{id}/activities              send to a conversation (proactive)
@@ -22,6 +23,7 @@ names the channel's activities too.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -37,6 +39,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fakes._server import LoopbackServer
+from tests.fakes.faults import FaultPlan, abort_with_rst
 
 BOT_ID = "28:bot-app-id"
 BOT_NAME = "Backorder Bot"
@@ -54,6 +57,7 @@ class Posted:
     activity: dict[str, Any]
     status: int
     monotonic: float = 0.0  # time.monotonic() at arrival, for rate checks
+    outcome: str = "ok"  # the fail_rate fault drawn for it: "ok", "500", "429", "slow" or "reset" (status 0)
 
 
 def _b64(n: int) -> str:
@@ -88,6 +92,7 @@ class _State:
         self.posts: list[Posted] = []
         self.tokens: list[dict[str, str]] = []
         self.failures: deque[tuple[int, str | None]] = deque()
+        self.faults = FaultPlan()
         self.ids = itertools.count(1)
         self.activities: dict[tuple[str, str], dict[str, Any]] = {}  # (conversation, id) -> as last posted/put
 
@@ -114,6 +119,11 @@ class BotConnector(LoopbackServer):
     def fail_next(self, count: int, status: int, *, retry_after: str | None = None) -> None:
         with self._state.lock:
             self._state.failures.extend([(status, retry_after)] * count)
+
+    def fail_rate(self, fraction: float, modes: list[str], *, seed: int = 0, slow_seconds: float | None = None,
+                  retry_after: str | None = None) -> None:
+        """From now on a `fraction` of activity posts (after any fail_next) fail with one of `modes`, by `seed`."""
+        self._state.faults.set(fraction, modes, seed=seed, slow_seconds=slow_seconds, retry_after=retry_after)
 
     @property
     def posts(self) -> list[Posted]:
@@ -225,11 +235,11 @@ class BotConnector(LoopbackServer):
     def make_app(self) -> web.Application:
         state = self._state
 
-        def record(request: web.Request, body: dict[str, Any], status: int) -> None:
+        def record(request: web.Request, body: dict[str, Any], status: int, outcome: str = "ok") -> None:
             with state.lock:
                 state.posts.append(Posted(request.method, request.path, request.match_info.get("conversation"),
                                           request.match_info.get("reply_to"), request.headers.get("Authorization"),
-                                          body, status, time.monotonic()))
+                                          body, status, time.monotonic(), outcome))
                 state.arrived.notify_all()
 
         def failed(request: web.Request, body: dict[str, Any], failure: tuple[int, str | None]) -> web.Response:
@@ -244,10 +254,23 @@ class BotConnector(LoopbackServer):
             body = await request.json()
             with state.lock:
                 failure = state.failures.popleft() if state.failures else None
+                fault = state.faults.draw() if failure is None else "ok"
                 next_id = next(state.ids)
             if failure is not None:
                 return failed(request, body, failure)
-            record(request, body, 200)
+            if fault == "reset":
+                record(request, body, 0, fault)
+                abort_with_rst(request)
+                raise asyncio.CancelledError  # nothing can be written on an aborted transport
+            if fault in ("500", "429"):
+                retry_after = state.faults.retry_after if fault == "429" else None
+                record(request, body, int(fault), fault)
+                headers = {"Retry-After": retry_after} if retry_after is not None else {}
+                return web.json_response({"error": {"code": "Failure", "message": f"status {fault}"}},
+                                         status=int(fault), headers=headers)
+            record(request, body, 200, fault)
+            if fault == "slow":  # the activity is posted; the answer comes after the client's timeout
+                await asyncio.sleep(state.faults.slow_seconds)
             with state.lock:
                 state.activities[(_base_conversation(request.match_info["conversation"]), f"activity-{next_id}")] = body
             return web.json_response({"id": f"activity-{next_id}"})

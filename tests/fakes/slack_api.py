@@ -6,11 +6,13 @@
         slack.fail_next("chat.postMessage", "ratelimited", retry_after=3)   # 429 + Retry-After: 3 (or "soon")
         slack.fail_next("chat.postMessage", "channel_not_found")            # 200 {"ok": false, ...}
         slack.wait_for("chat.postMessage", 2)                               # block until 2 arrived
+        slack.fail_rate(0.3, ["500", "429", "slow", "reset"], seed=7)      # seeded random faults (fakes/faults.py)
         slack.uploaded()           # files shared through files_upload_v2 (getUploadURLExternal, POST, complete)
         slack.response_url("T1")   # where a slash command's or a button's respond() posts; recorded too
         slack.push({"envelope_id": "e1", "type": "events_api", "payload": {...}})   # Socket Mode; acks recorded
 
-Every call is recorded (method, arguments from a form or JSON body, headers, monotonic arrival time).
+Every call is recorded (method, arguments from a form or JSON body, headers, monotonic arrival time, and the
+random fault it was answered with: `outcome`).
 A wrong or missing bearer token gets {"ok": false, "error": "invalid_auth"} as Slack answers it.
 
     signer = SlackSigner("signing-secret")
@@ -23,6 +25,7 @@ A wrong or missing bearer token gets {"ok": false, "error": "invalid_auth"} as S
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -37,6 +40,7 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import WSMsgType, web
 
 from tests.fakes._server import LoopbackServer
+from tests.fakes.faults import FaultPlan, abort_with_rst
 
 TEAM_ID = "T0BACKORD"
 APP_ID = "A0BACKORD"
@@ -50,6 +54,7 @@ class Call:
     args: dict[str, Any]
     headers: dict[str, str]
     monotonic: float
+    outcome: str = "ok"  # the fail_rate fault drawn for it: "ok", "500", "429", "slow" or "reset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,7 @@ class _State:
         self.arrived = threading.Condition(self.lock)
         self.calls: list[Call] = []
         self.failures: dict[str, deque[Failure]] = {}
+        self.faults = FaultPlan()
         self.ts = itertools.count(1)
         self.files: dict[str, dict[str, Any]] = {}  # file id -> name, length, title, channel, and the uploaded data
 
@@ -136,9 +142,10 @@ def _make_app(state: _State) -> web.Application:
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
         with state.lock:
-            state.calls.append(Call(method, args, dict(request.headers), time.monotonic()))
             queued = state.failures.get(method)
             failure = queued.popleft() if queued else None
+            fault = state.faults.draw() if failure is None and method != "apps.connections.open" else "ok"
+            state.calls.append(Call(method, args, dict(request.headers), time.monotonic(), fault))
             state.arrived.notify_all()
         if method == "apps.connections.open":  # Socket Mode: the app-level (xapp-) token, not the bot's
             if state.app_token is None or request.headers.get("Authorization") != f"Bearer {state.app_token}":
@@ -153,6 +160,16 @@ def _make_app(state: _State) -> web.Application:
             if failure.error.startswith("http_"):
                 return web.json_response({"ok": False, "error": failure.error}, status=int(failure.error[5:]))
             return web.json_response({"ok": False, "error": failure.error})
+        if fault == "reset":
+            abort_with_rst(request)
+            raise asyncio.CancelledError  # nothing can be written on an aborted transport
+        if fault == "500":
+            return web.json_response({"ok": False, "error": "http_500"}, status=500)
+        if fault == "429":
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": state.faults.retry_after})
+        if fault == "slow":  # Slack does the work; the answer comes after the client's timeout
+            await asyncio.sleep(state.faults.slow_seconds)
         return web.json_response(_answer(state, method, args))
 
     async def response_url(request: web.Request) -> web.Response:
@@ -229,6 +246,11 @@ class FakeSlack(LoopbackServer):
     def fail_next(self, method: str, error: str, *, count: int = 1, retry_after: int | str = 1) -> None:
         with self._state.lock:
             self._state.failures.setdefault(method, deque()).extend([Failure(error, retry_after)] * count)
+
+    def fail_rate(self, fraction: float, modes: list[str], *, seed: int = 0, slow_seconds: float | None = None,
+                  retry_after: str | None = None) -> None:
+        """From now on a `fraction` of API calls (after any fail_next) fail with one of `modes`, drawn by `seed`."""
+        self._state.faults.set(fraction, modes, seed=seed, slow_seconds=slow_seconds, retry_after=retry_after)
 
     # -- what arrived
     def calls(self, method: str | None = None) -> list[Call]:

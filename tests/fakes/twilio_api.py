@@ -10,6 +10,7 @@ of the webhooks Twilio sends us (inbound SMS and WhatsApp, status callbacks), si
         fake.fail_next(1, 21610) # the next request gets Twilio's error JSON for code 21610 (HTTP 400)
         fake.fail_next(1, "429") # ... a 429 with code 20429 and Retry-After (fake.retry_after)
         fake.fail_next(1, "500") # ... a 500
+        fake.fail_rate(0.3, ["500", "429", "slow", "reset"], seed=7)  # seeded random faults (fakes/faults.py)
 
     path, form, headers = inbound_sms(TOKEN, PUBLIC, frm="+447911123456", body="where is 1042?")
     client.post(path, data=form, headers=headers)
@@ -17,6 +18,7 @@ of the webhooks Twilio sends us (inbound SMS and WhatsApp, status callbacks), si
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -33,6 +35,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from tests.fakes._server import LoopbackServer
+from tests.fakes.faults import FaultPlan, abort_with_rst
 
 # Twilio's messages for the codes tests use (https://www.twilio.com/docs/api/errors).
 ERRORS = {
@@ -51,9 +54,10 @@ class Captured:
     json: dict[str, Any] | None  # Content API: the JSON body
     auth_ok: bool
     monotonic: float
-    answered: int  # the HTTP status the fake answered
+    answered: int  # the HTTP status the fake answered (0: the connection was reset instead)
     sid: str | None = None  # the SM... or HX... it answered with (accepted requests only)
     headers: dict[str, str] = field(default_factory=dict)
+    outcome: str = "ok"  # the fail_rate fault drawn for it: "ok", "500", "429", "slow" or "reset"
 
 
 class FakeTwilio(LoopbackServer):
@@ -69,6 +73,7 @@ class FakeTwilio(LoopbackServer):
         self._queued: deque[str | int] = deque()
         self._ids = itertools.count(1)
         self._templates: list[dict[str, Any]] = []  # every Content template of the account, oldest first
+        self.faults = FaultPlan()
 
     @property
     def url(self) -> str:
@@ -79,6 +84,11 @@ class FakeTwilio(LoopbackServer):
         """The next `count` API requests fail: a Twilio error code (int), "429" or "500"."""
         with self._lock:
             self._queued.extend([mode] * count)
+
+    def fail_rate(self, fraction: float, modes: list[str], *, seed: int = 0, slow_seconds: float | None = None) -> None:
+        """From now on a `fraction` of API requests (after any fail_next) fail with one of `modes`, drawn by `seed`;
+        a 429 carries Retry-After: `retry_after`."""
+        self.faults.set(fraction, modes, seed=seed, slow_seconds=slow_seconds, retry_after=self.retry_after)
 
     @property
     def requests(self) -> list[Captured]:
@@ -116,11 +126,22 @@ class FakeTwilio(LoopbackServer):
         auth_ok = self._auth_ok(request)
         with self._lock:
             mode = self._queued.popleft() if auth_ok and self._queued else None
-            status = 401 if not auth_ok else ok_status if mode is None else 429 if mode in ("429", 20429) \
-                else 500 if mode == "500" else 400
+            fault = self.faults.draw() if auth_ok and mode is None else "ok"
+            if fault != "ok":
+                mode = fault
+            status = 401 if not auth_ok else ok_status if mode in (None, "slow") else 429 if mode in ("429", 20429) \
+                else 500 if mode == "500" else 0 if mode == "reset" else 400
             self._requests.append(Captured(request.path, form, body, auth_ok, time.monotonic(), status,
-                                           sid if status == ok_status else None, dict(request.headers)))
+                                           sid if status == ok_status else None, dict(request.headers), fault))
         return status, mode
+
+    async def _stall(self, request: web.Request, mode: str | int | None) -> None:
+        """A drawn "slow" answers late (the request is carried out), a "reset" never answers."""
+        if mode == "slow":
+            await asyncio.sleep(self.faults.slow_seconds)
+        elif mode == "reset":
+            abort_with_rst(request)
+            raise asyncio.CancelledError  # nothing can be written on an aborted transport
 
     def _error(self, status: int, mode: str | int | None) -> web.Response:
         if status == 401:
@@ -138,6 +159,7 @@ class FakeTwilio(LoopbackServer):
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         sid = f"SM{next(self._ids):032x}"
         status, mode = self._take(request, form, None, 201, sid)
+        await self._stall(request, mode)
         if status != 201:
             return self._error(status, mode)
         now = format_datetime(datetime.now(UTC), usegmt=True)
@@ -161,6 +183,7 @@ class FakeTwilio(LoopbackServer):
             return web.json_response({"code": 20001, "message": "Invalid JSON", "status": 400}, status=400)
         sid = f"HX{next(self._ids):032x}"
         status, mode = self._take(request, {}, body, 201, sid)
+        await self._stall(request, mode)
         if status != 201:
             return self._error(status, mode)
         made = self._content_json(sid, body)
@@ -171,6 +194,7 @@ class FakeTwilio(LoopbackServer):
     async def _content_list(self, request: web.Request) -> web.Response:
         """GET /v1/Content: Twilio's page shape, `meta.next_page_url` an absolute content.twilio.com URL."""
         status, mode = self._take(request, dict(request.query), None, 200)
+        await self._stall(request, mode)
         if status != 200:
             return self._error(status, mode)
         try:
