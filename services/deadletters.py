@@ -11,6 +11,9 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from services.outcomes import Park
 from store import tables as t
+from store.db import txn_state
+
+REQUEUED = "requeued_inbox_ids"  # txn_state key: inbox ids sent back to the queue in this transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,8 @@ def release_waiting_on(conn: Connection, kind: str, key: str, now: datetime) -> 
 def _requeue(conn: Connection, inbox_ids: Sequence[int], now: datetime) -> None:
     if not inbox_ids:
         return
+    # services.inbox applies a group of events in one transaction: these must come before its rest.
+    txn_state(conn).setdefault(REQUEUED, []).extend(inbox_ids)
     d, i = t.dead_letters, t.inbox
     conn.execute(update(d).where(d.c.inbox_id.in_(inbox_ids)).values(status="retrying", updated_at=now))
     conn.execute(update(i).where(i.c.id.in_(inbox_ids)).values(status="pending"))

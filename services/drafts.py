@@ -28,7 +28,7 @@ from services.context import Context
 from services.notify_facts import IN_CHUNK, CustomerFacts, load_customers
 from store import tables as t
 from store.db import unit_of_work
-from store.upsert import dialect_insert, insert_ignore
+from store.upsert import insert_do_nothing, insert_ignore
 
 if TYPE_CHECKING:
     from services.notifications import RowBuilder
@@ -112,7 +112,7 @@ def write_drafts(conn: Connection, ctx: Context, pending: Sequence[PendingDraft]
     for p in pending:
         first.setdefault(p.row["idempotency_key"], p)  # first wins, as one-by-one inserts would have it
     d = t.drafts
-    stmt = dialect_insert(conn, d).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    stmt = insert_do_nothing(d, ["idempotency_key"])
     rows = [p.row for p in first.values()]
     new_ids: dict[str, int] = {}
     for i in range(0, len(rows), WRITE_CHUNK):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import ClauseElement, Connection, Insert, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 
 def dialect_insert(conn: Connection, table: Table) -> Any:
@@ -33,4 +35,30 @@ def upsert_newer(conn: Connection, table: Table, row: dict[str, Any], keys: Sequ
 def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
     """Insert rows whose keys are new; leave existing ones alone."""
     if rows:
-        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=list(keys)), list(rows))
+        conn.execute(insert_do_nothing(table, keys), list(rows))
+
+
+def insert_do_nothing(table: Table, keys: Sequence[str]) -> Insert:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING on both dialects, as a statement SQLAlchemy caches.
+
+    The dialects' own on_conflict_do_nothing() statements are never cached: compiled again on every
+    execute (~0.2-0.4 ms for the outbox's 32 columns, in every unit of work that plans a notice).
+    """
+    stmt = insert(table)
+    stmt._post_values_clause = _DoNothing(keys)  # where on_conflict_do_nothing() puts its clause
+    return stmt
+
+
+class _DoNothing(ClauseElement):
+    """ON CONFLICT (keys) DO NOTHING: the same text on PostgreSQL and SQLite (3.24+)."""
+
+    __visit_name__ = "backorder_on_conflict_do_nothing"
+    _traverse_internals = [("keys", InternalTraversal.dp_string_list)]
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = list(keys)
+
+
+@compiles(_DoNothing)
+def _compile_do_nothing(element: _DoNothing, compiler: Any, **kw: Any) -> str:
+    return f"ON CONFLICT ({', '.join(compiler.preparer.quote(k) for k in element.keys)}) DO NOTHING"

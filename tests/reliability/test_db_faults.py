@@ -57,6 +57,7 @@ BATCH = 6
 KILLS = 8  # at least this many rounds of kills, the first while events still arrive
 MAX_KILLS = 20  # then more while events wait to be applied or sent, up to this many
 KILL_EVERY_S = 0.7
+LOAD_PAUSE_S = 0.08  # between the EVENTS / BATCH requests
 KILL_LATER_S = 2.0
 RUN_BOUND_S = 240  # generous: two shared cores; the test fails with what it saw when this passes
 
@@ -181,7 +182,8 @@ def test_killed_connections_lose_no_event_and_no_message(pg_url: str, tmp_path: 
                 post_until_acknowledged(http, seed_events(), posted, deadline)
             stream = Stream("f", 20260302)
             started = time.monotonic()
-            loader = Background("loader", load, [api.base_url], stream, EVENTS, BATCH, posted, deadline, 0.02)
+            # Paced so the load lasts 4 s or more however fast the machine: several kill rounds land during intake.
+            loader = Background("loader", load, [api.base_url], stream, EVENTS, BATCH, posted, deadline, LOAD_PAUSE_S)
             loader.start()
             # Each round: (backends killed, events still arriving, events pending, messages not yet delivered),
             # the counts read just before the kill. Every KILL_EVERY_S while events arrive, then every
