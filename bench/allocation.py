@@ -234,25 +234,30 @@ def phase_batch(url: str, opts: dict[str, Any]) -> dict[str, Any]:
 
     ctx = _ctx(url)
     chunk = opts.get("chunk_skus") or DEFAULT_CHUNK_SKUS
+    workers = opts.get("workers") or None  # None: allocate_all's default
     # The synthetic backlog never told its customers anything, so a run that plans notices plans
     # one for nearly every line (an initial load, which `backorder allocate --no-notify` is for).
     notify = bool(opts.get("notify"))
     profile = opts.get("profile")
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     if profile:
         import cProfile
 
         prof = cProfile.Profile()
-        report = prof.runcall(allocate_all, ctx, chunk_skus=chunk, notify=notify)
+        report = prof.runcall(allocate_all, ctx, chunk_skus=chunk, notify=notify, workers=workers)
         prof.dump_stats(profile)
     else:
-        report = allocate_all(ctx, chunk_skus=chunk, notify=notify)
+        report = allocate_all(ctx, chunk_skus=chunk, notify=notify, workers=workers)
     seconds = time.perf_counter() - t0
-    again = allocate_all(ctx, chunk_skus=chunk, notify=notify)
+    cpu = time.process_time() - cpu0
+    again = allocate_all(ctx, chunk_skus=chunk, notify=notify, workers=workers)
     return {"seconds": seconds, "lines": report.lines_seen, "lines_changed": report.lines_changed,
             "units_allocated": report.units_allocated, "events": report.events_written,
             "audit": report.audit_written, "chunks": report.chunks, "chunk_skus": chunk,
-            "notify": notify, "notifications": report.notifications,
+            "notify": notify, "notifications": report.notifications, "workers": workers or "default",
+            "python_cpu_seconds": cpu, "load_average_at_start": load,
             "rerun_changes": again.lines_changed + again.events_written, "rerun_seconds": again.seconds,
             "steps": {k: round(v, 3) for k, v in report.step_seconds.items()}, "peak_rss_mb": _peak_mb()}
 
@@ -499,7 +504,7 @@ def bench_db(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
         res["rows_loaded"], res["load_seconds"] = loaded["rows"], loaded["seconds"]
         say(f"[{kind}] loaded {sum(res['rows_loaded'].values()):,} rows in {res['load_seconds']:.1f}s")
         opts = {"chunk_skus": args.chunk_skus, "profile": args.profile and f"{args.profile}.{kind}",
-                "notify": args.notify}
+                "notify": args.notify, "workers": args.workers}
         made.append(batch_url := clone_database(base))
         res["batch"] = run_phase("batch", batch_url, opts)
         say(f"[{kind}] batch: {res['batch']}")
@@ -538,7 +543,9 @@ def table(results: list[dict[str, Any]]) -> str:
         b, f, e = r["batch"], r["floor"], r["eta"]
         rows.append((db, "(a) batch allocate_all", f"{b['lines']:,}", f"{b['seconds']:.2f}",
                      f"{b['lines'] / b['seconds']:,.0f}", f"{b['peak_rss_mb']:.0f}",
-                     f"{b['events']:,} events, {b['lines_changed']:,} lines changed, {b['chunks']} chunks; "
+                     f"{b['events']:,} events, {b['lines_changed']:,} lines changed, {b['chunks']} chunks, "
+                     f"workers {b.get('workers', 'default')}, Python CPU {b.get('python_cpu_seconds', 0):.1f}s, "
+                     f"load {b.get('load_average_at_start', 0):.1f} at start; "
                      f"{b['seconds'] / f['seconds']:.2f}x floor"))
         rows.append((db, "(b) project_etas in memory", f"{e['lines']:,}", f"{e['eta_seconds']:.2f}",
                      f"{e['lines'] / e['eta_seconds']:,.0f}", f"{e['peak_rss_mb']:.0f}",
@@ -569,6 +576,8 @@ def main() -> None:
     ap.add_argument("--warehouses", type=int, default=5)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--chunk-skus", type=int, default=0, help="SKUs per unit of work (0: the default)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="chunks in flight at once in (a) (0: allocate_all's default; SQLite always 1)")
     ap.add_argument("--naive-lines", type=int, default=20_000, help="sample size for (d); 0 skips it")
     ap.add_argument("--replen-runs", type=int, default=9)
     ap.add_argument("--profile", default="", help="write cProfile stats of (a) to PATH.<db>")

@@ -5,9 +5,10 @@ functions: allocation.engine.allocate, then allocation.eta.project_etas), but lo
 in bulk: per chunk of SKUs one query each for waiting lines, their active allocations, stock,
 open PO lines and lead times, and one bulk write each for lines, allocation rows, stock, domain
 events and audit rows. PostgreSQL: the chunk's product rows FOR UPDATE (sorted, as
-store.allocation_io.lock_skus), COPY into temporary tables + UPDATE ... FROM, COPY into
-allocations, and INSERT ... SELECT over one JSON array for the JSON-bearing event and audit rows.
-SQLite: executemany. Each chunk is one unit of work; memory is bounded by the chunk.
+store.allocation_io.lock_skus), COPY into temporary tables + UPDATE ... FROM, and COPY into
+allocations, domain_events and audit_log (JSON serialized by orjson); two chunks in flight at
+once, each on its own connection. SQLite: executemany, one chunk at a time. Each chunk is one
+unit of work; memory is bounded by the chunk size times the chunks in flight.
 
 Chunks never split a ship-complete order that is still waiting: SKUs joined by such an order
 are put in the same chunk (connected groups), and a chunk re-checks that under its locks, the
@@ -20,11 +21,13 @@ import gc
 import json
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 
 from allocation.engine import allocate
@@ -37,7 +40,9 @@ from services.context import Context
 from store import allocation_io as io
 from store.db import unit_of_work
 
-DEFAULT_CHUNK_SKUS = 10_000
+DEFAULT_CHUNK_SKUS = 5_000
+# Chunks in flight at once on PostgreSQL (see allocate_all).
+DEFAULT_WORKERS = 2
 CAUSE = "batch:allocate"
 ACTOR = "allocator"
 _OPEN = io.OPEN_STATUSES
@@ -87,6 +92,7 @@ def allocate_all(
     progress: Callable[[int, int], None] | None = None,
     chunk_skus: int = DEFAULT_CHUNK_SKUS,
     notify: bool = True,
+    workers: int | None = None,
 ) -> BatchReport:
     """Allocate waiting lines and project ETAs for all SKUs with open lines (or only `skus`).
 
@@ -95,6 +101,11 @@ def allocate_all(
     Running it twice in a row changes nothing the second time. With `notify` (the default) the
     decisions' notifications are planned in each chunk's transaction, as on the per-event path;
     an initial load of a backlog that customers have already heard about passes notify=False.
+
+    `workers` chunks run at once, each on its own connection in a thread of this process
+    (default DEFAULT_WORKERS on PostgreSQL; SQLite has one writer, so always 1). Chunks share no
+    SKU, so no two hold the same lock or write the same line, stock or allocation row, and each
+    component's decisions do not depend on which chunk it is in or when that chunk runs.
     """
     started = time.perf_counter()
     report = BatchReport()
@@ -105,23 +116,30 @@ def allocate_all(
         links = sql.ship_complete_links(conn)
     chunks = plan_chunks(targets, links, max(1, chunk_skus))
     report.skus = sum(len(c) for c in chunks)
+    if ctx.engine.dialect.name != "postgresql":
+        workers = 1
+    workers = max(1, min(DEFAULT_WORKERS if workers is None else workers, len(chunks)))
     done = 0
-    for chunk in chunks:
-        while True:
+    if workers == 1:
+        for chunk in chunks:
+            with _gc_paused():
+                part = _chunk_job(ctx, sql, chunk, notify_cause)
+            done = _merge(report, part, done, progress)
+    else:
+        # Threads, not processes: the time is in the database and in C (COPY, orjson), where psycopg
+        # lets go of the GIL, so one thread's Python overlaps the other's statements; and a thread is
+        # safe inside `serve` (the scheduler runs this job there), where forking is not.
+        with _gc_paused(), ThreadPoolExecutor(workers, thread_name_prefix="batch-allocate") as pool:
+            futures = [pool.submit(_chunk_job, ctx, sql, chunk, notify_cause) for chunk in chunks]
             try:
-                with _gc_paused():
-                    with unit_of_work(ctx.engine) as conn:
-                        _run_chunk(conn, ctx, sql, chunk, report, notify_cause)
-                        committing = time.perf_counter()
-                    report.add("commit", time.perf_counter() - committing)
-                break
-            except _Regroup as regroup:
-                # Rolled back, so no lock is held: take them all again, in sorted order.
-                chunk = sorted(set(chunk) | regroup.more)
-        report.chunks += 1
-        done += len(chunk)
-        if progress is not None:
-            progress(min(done, report.skus), report.skus)
+                # In plan order, so progress counts as a sequential run's does.
+                for future in futures:
+                    done = _merge(report, future.result(), done, progress)
+            except BaseException:
+                # Chunks that committed stay committed (as when a sequential run fails half-way).
+                for future in futures:
+                    future.cancel()
+                raise
     if report.lines_changed >= ANALYZE_AFTER_LINES and ctx.engine.dialect.name == "postgresql":
         with report.step("analyze"), unit_of_work(ctx.engine) as conn:
             # A bulk write leaves PostgreSQL's planner statistics behind (autovacuum catches up only
@@ -130,6 +148,36 @@ def allocate_all(
             conn.exec_driver_sql("ANALYZE order_lines, allocations, stock")
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _chunk_job(ctx: Context, sql: _Sql, chunk: list[str], notify_cause: str | None) -> tuple[BatchReport, int]:
+    """One chunk in its own unit of work (redone with more SKUs if it must regroup); its own report."""
+    part = BatchReport()
+    while True:
+        try:
+            with unit_of_work(ctx.engine) as conn:
+                _run_chunk(conn, ctx, sql, chunk, part, notify_cause)
+                committing = time.perf_counter()
+            part.add("commit", time.perf_counter() - committing)
+            return part, len(chunk)
+        except _Regroup as regroup:
+            # Rolled back, so no lock is held: take them all again, in sorted order.
+            chunk = sorted(set(chunk) | regroup.more)
+
+
+def _merge(report: BatchReport, job: tuple[BatchReport, int], done: int,
+           progress: Callable[[int, int], None] | None) -> int:
+    part, n_skus = job
+    for name in ("lines_seen", "lines_changed", "units_allocated", "events_written", "audit_written",
+                 "notifications"):
+        setattr(report, name, getattr(report, name) + getattr(part, name))
+    for name, seconds in part.step_seconds.items():
+        report.add(name, seconds)
+    report.chunks += 1
+    done += n_skus
+    if progress is not None:
+        progress(min(done, report.skus), report.skus)
+    return done
 
 
 def plan_chunks(skus: Collection[str], links: Sequence[Collection[str]], chunk_skus: int) -> list[list[str]]:
@@ -323,7 +371,7 @@ def _json_default(v: Any) -> Any:
 
 
 def _dumps(v: Any) -> str:
-    return json.dumps(v, default=_json_default)
+    return orjson.dumps(v, default=_json_default).decode()
 
 
 class _Sql:
@@ -500,19 +548,24 @@ class _PostgresSql(_Sql):
                         f"{_text(sku)}\t{_text(wh)}\t{oh}\t{al}\n" for sku, wh, oh, al in w.stocks])
                     cur.execute("UPDATE stock s SET on_hand = u.on_hand, allocated = u.allocated "
                                 "FROM batch_stock_upd u WHERE s.sku = u.sku AND s.warehouse_id = u.warehouse_id")
-            # JSON rows go as one JSON array per table: one C-level dumps here, one parse there,
-            # instead of a dumps and a json input call per row (measured ~2x faster than COPY).
+            # JSON rows go by COPY, each document serialized by orjson straight to bytes: measured
+            # against one json_array_elements() over a json.dumps'd array per table (the way before),
+            # 3x less Python and ~40% less server CPU per row (one json parse per row instead of three).
+            ts = now.isoformat().encode()
             if w.events:
                 with report.step("write:domain_events"):
-                    cur.execute("INSERT INTO domain_events (type, data, created_at, cause) "
-                                "SELECT e->>0, e->1, %s, %s FROM json_array_elements(%s::json) e",
-                                (now, CAUSE, _dumps(w.events)))
+                    cause = _text(CAUSE).encode()
+                    _copy_bytes(cur, "COPY domain_events (type, data, created_at, cause) FROM STDIN", [
+                        b"%s\t%s\t%s\t%s\n" % (typ.encode(), _json_copy(data), ts, cause) for typ, data in w.events])
             if w.audit:
                 with report.step("write:audit_log"):
-                    cur.execute("INSERT INTO audit_log (at, actor, action, entity, entity_id, reason, before, after) "
-                                "SELECT %s, %s, e->>0, 'order_line', e->>1, %s, e->2, e->3 "
-                                "FROM json_array_elements(%s::json) e",
-                                (now, ACTOR, CAUSE, _dumps(w.audit)))
+                    head = b"%s\t%s\t" % (ts, _text(ACTOR).encode())
+                    tail = b"\t%s\t" % _text(CAUSE).encode()
+                    _copy_bytes(cur, "COPY audit_log (at, actor, action, entity, entity_id, reason, before, after) "
+                                     "FROM STDIN", [
+                        b"%s%s\torder_line\t%s%s%s\t%s\n" % (head, _text(action).encode(), _text(eid).encode(), tail,
+                                                           _json_copy(before), _json_copy(after))
+                        for action, eid, before, after in w.audit])
 
 
 _NULL = "\\N"
@@ -522,6 +575,20 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 def _text(v: str | None) -> str:
     """A value for COPY's text format."""
     return _NULL if v is None else v.translate(_COPY_ESCAPES)
+
+
+def _json_copy(v: Any) -> bytes:
+    """A JSON document as a COPY text field: orjson never emits a raw tab, newline or carriage return
+    (they are escaped inside strings), so doubling the backslashes is all the escaping COPY needs."""
+    return orjson.dumps(v, default=_json_default).replace(b"\\", b"\\\\")
+
+
+def _copy_bytes(cur: Any, statement: str, rows: list[bytes]) -> None:
+    if not rows:
+        return
+    with cur.copy(statement) as cp:
+        for start in range(0, len(rows), 50_000):
+            cp.write(b"".join(rows[start:start + 50_000]))
 
 
 def _copy_text(cur: Any, statement: str, lines: list[str]) -> None:
