@@ -208,7 +208,7 @@ def _apply_group_once(ctx: Context, limit: int, ids: Sequence[int] | None = None
                 return 0
             _session(conn)
             _prelock(conn, rows)
-            done: list[tuple[str, float]] = []
+            done: list[tuple[str, float, str]] = []
             now = ctx.now()
             for index, row in enumerate(rows):
                 started = time.perf_counter()
@@ -225,13 +225,13 @@ def _apply_group_once(ctx: Context, limit: int, ids: Sequence[int] | None = None
                     raise _Stop(index) from None  # applied alone below, where its outcome is recorded
                 finally:
                     log_context.reset_event(token)
-                done.append((row.type, time.perf_counter() - started))
+                done.append((row.type, time.perf_counter() - started, f"{row.source}:{row.event_id}"))
                 if _requeued_before(conn, rows, index):
                     break
             i = t.inbox
             conn.execute(update(i).where(i.c.id.in_([r.id for r in rows[:len(done)]]))
                          .values(status="applied", note=None, applied_at=ctx.now()))
-            metrics.on_commit(conn, lambda: [_done_after(kind, "applied", seconds) for kind, seconds in done])
+            metrics.on_commit(conn, lambda: [_done_after(kind, "applied", took, event) for kind, took, event in done])
             return len(done)
     except _Stop as stop:
         handled = 0
@@ -298,9 +298,15 @@ def _done(event_type: str, outcome: str, started: float) -> None:
     _done_after(event_type, outcome, time.perf_counter() - started)
 
 
-def _done_after(event_type: str, outcome: str, seconds: float) -> None:
+def _done_after(event_type: str, outcome: str, seconds: float, event: str | None = None) -> None:
+    """Count and log an event's outcome; `event` (source:event_id) names it when this runs after a group's
+    commit, outside the event's own log context."""
     metrics.event_done(event_type, outcome, seconds)
-    log.debug("event %s %s in %.1f ms", event_type, outcome, seconds * 1000)
+    token = log_context.set_event(event) if event is not None else None
+    try:
+        log.debug("event %s %s in %.1f ms", event_type, outcome, seconds * 1000)
+    finally:
+        log_context.reset_event(token)
 
 
 def _record(ctx: Context, inbox_id: int, why: Ignore | Park) -> str | None:
