@@ -74,6 +74,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of the test's own (for tests that start processes on it), dropped
+    after; fails, not skips, when PostgreSQL cannot be reached."""
+    url = _fresh_pg_database()
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        _drop_pg_database(url)
+
+
+@pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     eng = make_engine(database_url)
     _wipe(eng)

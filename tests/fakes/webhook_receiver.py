@@ -43,8 +43,6 @@ import json
 import os
 import random
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -61,6 +59,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from notifiers.signing import verify
+from tests.fakes.faults import abort_with_rst
 
 HOOK_PATH = "/webhook"
 MODES = ("ok", "500", "429", "slow", "reset", "redirect")
@@ -206,18 +205,6 @@ class _State:
             return self.plan()
 
 
-def _abort_with_rst(request: web.Request) -> None:
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        # Linger 0 turns close() into an RST: the client sees a reset, not an orderly EOF.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
 def make_app(state: _State, stopping: asyncio.Event) -> web.Application:
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(state.stats(keys=request.query.get("keys", "1") not in ("0", "false")))
@@ -258,7 +245,7 @@ def make_app(state: _State, stopping: asyncio.Event) -> web.Application:
             )
             request_id = f"rx-{state.count}"
         if mode == "reset":
-            _abort_with_rst(request)
+            abort_with_rst(request)
             # Nothing can be answered on an aborted transport; stop the handler without aiohttp
             # trying to write (and logging) a response.
             raise asyncio.CancelledError

@@ -14,20 +14,18 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import _drop_pg_database, _fresh_pg_database
 from sqlalchemy import Connection, func, select
 
 from backorder.config import load_settings
 from services.context import Context
 from services.inbox import drain, store_events
 from store import tables as t
-from store.db import make_engine, upgrade
+from store.db import make_engine
 
 pytestmark = pytest.mark.postgres
 
@@ -115,14 +113,6 @@ def worker_events(rng: random.Random, k: int, n_seed_orders: int) -> list[dict[s
     return out
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    url = _fresh_pg_database()  # raises when PostgreSQL is unreachable: the test fails
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        _drop_pg_database(url)
 
 
 def check_invariants(conn: Connection) -> None:

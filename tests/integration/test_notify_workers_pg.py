@@ -12,12 +12,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import _drop_pg_database, _fresh_pg_database
 from fakes.webhook_receiver import WebhookReceiver
 from sqlalchemy import func, select
 
@@ -25,7 +23,7 @@ from backorder.config import load_settings
 from services.context import Context
 from services.inbox import drain, store_events
 from store import tables as t
-from store.db import make_engine, upgrade
+from store.db import make_engine
 
 pytestmark = pytest.mark.postgres
 
@@ -33,13 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 ORDERS = 300
 SECRET = "whsec-workers"
 
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    url = _fresh_pg_database()
-    upgrade(url)
-    yield url
-    _drop_pg_database(url)
 
 
 def events() -> list[dict[str, Any]]:

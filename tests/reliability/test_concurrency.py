@@ -13,7 +13,6 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -21,8 +20,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from store import tables as t
-from store.db import make_engine, upgrade
-from tests.conftest import _drop_pg_database, _fresh_pg_database
+from store.db import make_engine
 from tests.fakes.webhook_receiver import WebhookReceiverProcess
 from tests.reliability.procs import (
     SECRET,
@@ -50,14 +48,6 @@ SAMPLE_EVERY_S = 1.0
 RUN_BOUND_S = 420  # generous: two shared cores; the test fails with what it saw when this passes
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    url = _fresh_pg_database()  # raises when PostgreSQL is unreachable: the test fails
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        _drop_pg_database(url)
 
 
 def sample(engine: Engine, stop: threading.Event, taken: list[dict[str, int]]) -> None:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -35,8 +35,7 @@ from sqlalchemy import func, select
 from backorder.config import NotifySettings
 from notifiers.dispatch import Dispatcher
 from store import tables as t
-from store.db import make_engine, unit_of_work, upgrade
-from tests.conftest import _drop_pg_database, _fresh_pg_database
+from store.db import make_engine, unit_of_work
 from tests.fakes.webhook_receiver import WebhookReceiverProcess
 
 pytestmark = pytest.mark.postgres
@@ -73,14 +72,6 @@ class Life:
     resent: int = 0  # of the requests it made, how many went out again after it died
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    url = _fresh_pg_database()
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        _drop_pg_database(url)
 
 
 def key_of(i: int) -> str:

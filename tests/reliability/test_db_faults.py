@@ -25,8 +25,7 @@ from bot.api import create_app
 from services.context import Context
 from services.inbox import drain, store_events
 from store import tables as t
-from store.db import make_engine, upgrade
-from tests.conftest import _drop_pg_database, _fresh_pg_database
+from store.db import make_engine
 from tests.fakes.webhook_receiver import WebhookReceiverProcess
 from tests.reliability.procs import (
     SECRET,
@@ -62,14 +61,6 @@ KILL_LATER_S = 2.0
 RUN_BOUND_S = 240  # generous: two shared cores; the test fails with what it saw when this passes
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    url = _fresh_pg_database()  # raises when PostgreSQL is unreachable: the test fails
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        _drop_pg_database(url)
 
 
 @pytest.fixture
