@@ -13,7 +13,7 @@ from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.requests import ClientDisconnect
 
 from bot import (
@@ -21,6 +21,7 @@ from bot import (
     drafts_api,
     error_responses,
     limits,
+    nul_guard,
     observability,
     offer_links,
     reports_api,
@@ -299,10 +300,19 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
     offer_links.mount(app, ctx, kick)  # signed e-mail links: the signature authorises, no bearer token
     approvals_page.mount(app, ctx, needs, kick)
     mount_dashboard(app, ctx, needs, kick)  # /dashboard: docs/dashboard.md
+    nul_guard.mount(app)  # %00 in a path or query: a 422 naming it, not a database error
     limits.mount(app, ctx.settings.limits)  # per-client rates, body sizes: docs/security.md
     observability.mount(app, ctx, needs)  # /readyz, /metrics, request ids
     app.state.channels = mount_channels(app, ctx, kick)
     error_responses.declare(app, ctx.settings.limits)  # 401/403/404/409/413/429... in /openapi.json
+
+    @app.exception_handler(DataError)
+    async def value_not_storable(_request: Request, exc: DataError) -> JSONResponse:
+        # A value the checks before the store let through but the database refuses (a NUL in a text
+        # field of a chat message, a number past a column's range): the caller's input, so a 422.
+        reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        log.info("value refused by the store: %s", reason)
+        return JSONResponse({"detail": f"a value cannot be stored: {reason}"}, status_code=422)
 
     @app.exception_handler(OperationalError)
     async def store_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
