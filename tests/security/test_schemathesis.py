@@ -1,4 +1,4 @@
-"""Schemathesis against the app's own /openapi.json: no 5xx, every error a clear 4xx, on SQLite.
+"""Schemathesis against the app's own /openapi.json: no 5xx, every error a clear 4xx, on SQLite and PostgreSQL.
 
 The app is built with every door configured and a token holding every scope, on a store seeded with a small
 catalogue (an order waiting, a substitution offered), so generated requests get past the token check and reach
@@ -6,8 +6,8 @@ the handlers. Besides "no 5xx", the answers must match the schema (status codes,
 error answers are declared by bot/error_responses.py), and every refusal must name what was wrong. Three
 parts: every operation alone (coverage cases and generated ones, valid and invalid), stateful sequences that
 carry ids from one answer to the next call, and every operation without a token (401/403, never a 5xx).
-Reproducible: a fixed seed, derandomized Hypothesis, no example database. One store (SQLite): the handlers'
-refusals do not depend on it, and the suite's other tests run both.
+Reproducible: a fixed seed, derandomized Hypothesis, no example database. Both stores: each has failed alone
+(an id past 2^63 overflowed SQLite's integers; a NUL in a string cannot be PostgreSQL text).
 
 Not fuzzed, because they are not in the schema: the chat webhooks (POST /slack/events, /api/messages,
 /twilio/*) take only requests signed by their vendor, so a generated request never gets past the signature;
@@ -37,6 +37,7 @@ from bot.api import create_app
 from services.context import Context
 from services.inbox import drain, store_events
 from store.db import make_engine, upgrade
+from tests.conftest import _drop_pg_database, _fresh_pg_database
 from tests.security_kit import KETTLES, LINKS_BASE, LINKS_SECRET, ev
 
 ADMIN = "fuzz-admin-token-0123456789"
@@ -56,13 +57,17 @@ def _now() -> datetime:
     return datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def fuzzed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fuzzed_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     with pytest.MonkeyPatch.context() as mp:  # module-scoped: load_settings sees only what is given here
         mp.chdir(tmp_path_factory.mktemp("cwd"))
         for key in [k for k in os.environ if k.startswith("BACKORDER_")]:
             mp.delenv(key)
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'fuzz.db'}"
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'fuzz.db'}"
+        else:
+            url = _fresh_pg_database()
+            request.addfinalizer(lambda: _drop_pg_database(url))
         upgrade(url)
         engine = make_engine(url)
         configured = load_settings(
@@ -81,8 +86,10 @@ def fuzzed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
         _, ids = store_events(ctx, SEED)
         drain(ctx, ids)
         started = time.monotonic()
+        SEEN.clear()
         yield create_app(ctx, background_applier=False)
-        print(f"\nschemathesis: {sum(SEEN.values())} requests in {time.monotonic() - started:.1f} s; by status: "
+        print(f"\nschemathesis on {request.param}: {sum(SEEN.values())} requests in "
+              f"{time.monotonic() - started:.1f} s; by status: "
               f"{dict(sorted(Counter(s for (_, s) in SEEN.elements()).items()))}")
         engine.dispose()
 
