@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,6 +58,16 @@ def _drop_pg_database(url: str) -> None:
     eng.dispose()
 
 
+@contextmanager
+def migrated_pg_database() -> Iterator[str]:
+    url = _fresh_pg_database()
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        _drop_pg_database(url)
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if request.param == "sqlite":
@@ -65,24 +76,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         upgrade(url)
         yield url
         return
-    url = _fresh_pg_database()
-    try:
-        upgrade(url)
+    with migrated_pg_database() as url:
         yield url
-    finally:
-        _drop_pg_database(url)
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database of the test's own (for tests that start processes on it), dropped
     after; fails, not skips, when PostgreSQL cannot be reached."""
-    url = _fresh_pg_database()
-    try:
-        upgrade(url)
+    with migrated_pg_database() as url:
         yield url
-    finally:
-        _drop_pg_database(url)
 
 
 @pytest.fixture
