@@ -111,10 +111,3 @@ def summarise(scheduled: Sequence[float], sent: Sequence[float], done: Sequence[
 
 def goal_word(met: bool) -> str:
     return "**met**" if met else "**missed**"
-
-
-def seconds_ms(v: float) -> str:
-    """Milliseconds with one decimal below 10 ms (the figures here are small)."""
-    if v != v:
-        return "-"
-    return f"{v * 1000:.1f} ms" if v < 0.01 else f"{v * 1000:,.0f} ms"

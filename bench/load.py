@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import notify  # noqa: E402
-from bench._load_helpers import ScriptProc, commit, goal_word, open_loop, seconds_ms  # noqa: E402
+from bench._load_helpers import ScriptProc, commit, goal_word, open_loop  # noqa: E402
 from bench._notify_helpers import (  # noqa: E402
     Proc,
     bench_env,
@@ -173,7 +173,7 @@ def part_intake(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         try:
             for mode in args.modes:
                 r = intake_row(args, kind, mode, template, tmp)
-                print(f"  [intake] {kind} {mode}: p99 {seconds_ms(r['lat']['99'])}, {r['achieved_rate']:,.0f} req/s, "
+                print(f"  [intake] {kind} {mode}: p99 {ms(r['lat']['99'])}, {r['achieved_rate']:,.0f} req/s, "
                       f"errors {sum(r['errors'].values())}", flush=True)
                 out.append(r)
         finally:
@@ -253,9 +253,9 @@ def report_intake(run: dict[str, Any]) -> list[str]:
         lat = r["lat"]
         errs = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "0"
         rows.append([r["db"], label[r["mode"]], f"{r['requests']:,}", f"{r['achieved_rate']:,.0f}",
-                     *(seconds_ms(lat[p]) for p in ("50", "90", "99", "99.9", "100")), errs,
+                     *(ms(lat[p]) for p in ("50", "90", "99", "99.9", "100")), errs,
                      f"{r['stored']:,} / {r['applied']:,}", _per(r["server_cpu_seconds"], r["stored"]),
-                     _per(r.get("pg_cpu_seconds"), r["stored"]), seconds_ms(r["send_lag_max"]),
+                     _per(r.get("pg_cpu_seconds"), r["stored"]), ms(r["send_lag_max"]),
                      f"{r['loadavg_before'][0]:.2f}"])
     lines.append(table(rows))
     lines.append("")
@@ -263,9 +263,9 @@ def report_intake(run: dict[str, Any]) -> list[str]:
         if r["mode"] == "api-only":
             met = r["lat"]["99"] < 0.050 and not r["errors"] and r["achieved_rate"] >= 0.98 * r["rate"]
             base = next((b for b in run["intake"] if b["db"] == r["db"] and b["mode"] == "baseline"), None)
-            lines.append(f"- {r['db']}: p99 {seconds_ms(r['lat']['99'])} at {r['achieved_rate']:,.0f} req/s, "
+            lines.append(f"- {r['db']}: p99 {ms(r['lat']['99'])} at {r['achieved_rate']:,.0f} req/s, "
                          f"{sum(r['errors'].values())} errors: goal {goal_word(met)}"
-                         + (f"; baseline wait=true p99 {seconds_ms(base['lat']['99'])} at "
+                         + (f"; baseline wait=true p99 {ms(base['lat']['99'])} at "
                             f"{base['achieved_rate']:,.0f} req/s answered, {sum(base['errors'].values())} errors"
                             if base else ""))
     lines += ["", "\"achieved\" = requests answered OK / (last answer - first scheduled send); \"stored / applied\": "
