@@ -16,9 +16,10 @@ baseline beside it.
                        process, same rate, for --baseline-duration s (5; quick 3).
           An answer later than --timeout s (30; quick 15) counts as an error (TimeoutError), not as a latency.
   outbox  bench/notify.py figure 3 on PostgreSQL (store.outbox.claim in one transaction, record(sent) in another,
-          synchronous_commit off, as the dispatcher does; no HTTP), one row a claim (--claim-rows-one rows) and
-          notify.batch_size (200) a claim (--claim-rows), by 1 and 2 claimer processes. Beside it, bench/notify.py
-          figure 2 (one worker's claim + HTTP send + record, PostgreSQL) and figure 4 (Apprise json://).
+          on one held connection with synchronous_commit off, as the dispatcher does; no HTTP), one row a claim
+          (--claim-rows-one rows) and notify.batch_size (200) a claim (--claim-rows), by 1 and 2 claimer processes.
+          Beside it, bench/notify.py figure 2 (one worker's claim + HTTP send + record, PostgreSQL) and figure 4
+          (Apprise json://).
   alert   bench/notify.py figure 1 at --alert-rate (200) order.placed/s for --alert-duration s (20; quick 5) on
           PostgreSQL, latency from the POST's 202 to the last of the event's two webhooks at the fake receiver:
           `serve --no-worker` beside 1 and beside 2 `backorder worker` processes; baseline `serve` alone (its
@@ -282,8 +283,8 @@ def report_outbox(run: dict[str, Any]) -> list[str]:
     o = run["outbox"]
     lines = ["", f"### 2. Outbox claims on PostgreSQL (goal: {GOALS['outbox']})", "",
              "Each round: `store.outbox.claim` (UPDATE ... FOR UPDATE SKIP LOCKED ... RETURNING) in one transaction, "
-             "`store.outbox.record` (sent) in another, synchronous_commit off per transaction as the dispatcher; "
-             "claimers are processes; no HTTP (bench/notify.py figure 3).", ""]
+             "`store.outbox.record` (sent) in another, on one held connection (store.held) with synchronous_commit "
+             "off, as the dispatcher does; claimers are processes; no HTTP (bench/notify.py figure 3).", ""]
     rows: list[list[Any]] = [["rows per claim", "claimers", "rows", "seconds", "rows/s claimed + recorded",
                               "transactions/s", "claimer CPU ms/row", "exact", "load avg before"]]
     for r in o["claims"]:

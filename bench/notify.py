@@ -22,7 +22,8 @@ Every message goes to the fake webhook receiver (tests/fakes/webhook_receiver.py
                PostgreSQL and SQLite. The receiver must hold exactly the N keys, once each.
   3 claim      M pending rows on PostgreSQL claimed in batches of notify.batch_size by 1 and by 2
                claimer processes, each round store.outbox.claim in one transaction then
-               store.outbox.record (all sent) in another, as the dispatcher does; no HTTP.
+               store.outbox.record (all sent) in another, on one held connection with relaxed
+               commits (store.held), as the dispatcher does; no HTTP.
   4 apprise    the same N payloads POSTed with Apprise's json:// plugin, one notify() each, in a
                child process; beside figure 2's PostgreSQL figure.
 Each database is fresh (PostgreSQL: CREATE DATABASE beside BACKORDER_BENCH_PG's) and dropped after.
@@ -157,14 +158,14 @@ def phase_apprise(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def phase_claim(opts: dict[str, Any]) -> dict[str, Any]:
-    from sqlalchemy import text
-
-    from store.db import make_engine, unit_of_work
-    from store.outbox import Result, claim, record, relaxed_commit
+    from store.db import make_engine
+    from store.held import HeldConnection
+    from store.outbox import Result, claim, record
 
     engine = make_engine(opts["url"])
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
+    db = HeldConnection(engine, relaxed=True)  # as the dispatcher holds its connection while rounds follow
+    with db.transaction() as conn:
+        conn.exec_driver_sql("SELECT 1")
     owner = f"bench-claimer-{os.getpid()}"
     wait = opts["start_at"] - time.monotonic()  # every claimer starts at the same instant
     if wait > 0:
@@ -173,17 +174,16 @@ def phase_claim(opts: dict[str, Any]) -> dict[str, Any]:
     claimed = recorded = rounds = 0
     while True:
         now = datetime.now(UTC)
-        with unit_of_work(engine) as conn:
-            relaxed_commit(conn)
+        with db.transaction() as conn:
             rows = claim(conn, owner, opts["batch"], now, opts["lease"])
         if not rows:
             break
-        with unit_of_work(engine) as conn:
-            relaxed_commit(conn)
+        with db.transaction() as conn:
             recorded += record(conn, owner, [Result(r.id, "sent") for r in rows], datetime.now(UTC))
         claimed += len(rows)
         rounds += 1
     t1, cpu = time.monotonic(), _cpu() - cpu0
+    db.release()
     engine.dispose()
     return {"claimed": claimed, "recorded": recorded, "rounds": rounds, "t0": t0, "t1": t1, "cpu_seconds": cpu}
 

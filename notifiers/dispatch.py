@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from backorder.config import NotifySettings
 from notifiers.render import render_notice
 from notifiers.senders.base import SEND_TURN, Outgoing, PermanentError, RetryableError, Sender, SendError, Sent
 from store import outbox
 from store import tables as t
-from store.db import unit_of_work
+from store.held import HeldConnection
 from store.upsert import insert_ignore
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,11 @@ class Dispatcher:
                  channel_rates: Mapping[str, float] | None = None, hold_s: float = HOLD_S,
                  pacer: Pacer | None = None) -> None:
         self.engine = engine
+        # Claims and results, two short transactions a round, on one connection while rounds follow each other.
+        # Relaxed commits: if the database server crashes and loses one, the worst is the at-least-once case we
+        # have anyway: a claim forgotten (the row is claimed again) or a result forgotten (the message is sent
+        # again, with the same idempotency key).
+        self.db = HeldConnection(engine, relaxed=True)
         self.cfg = cfg
         # Whole-channel limits: [notify] rate_per_channel, plus a provider's sender limit (Twilio's MPS).
         self.channel_rates = dict(cfg.rate_per_channel if channel_rates is None else channel_rates)
@@ -184,10 +189,13 @@ class Dispatcher:
     # -- claim -----------------------------------------------------------------------------------
     def claim(self) -> list[Claimed]:
         now = self.clock()
-        with unit_of_work(self.engine) as conn:
-            outbox.relaxed_commit(conn)
+
+        def claim_in(conn: Connection) -> list[Claimed]:
             rows = outbox.claim(conn, self.owner, self.cfg.batch_size, now, self.cfg.lease_seconds)
             return self._slots(conn, rows, now)
+
+        # Claimed again after a lost connection: rows a lost commit claimed come back when their lease ends.
+        return self.db.run(claim_in)
 
     def _slots(self, conn: Any, rows: Sequence[Any], now: datetime) -> list[Claimed]:
         """Reserve each row's send time under its destination's and its channel's limits.
@@ -284,17 +292,20 @@ class Dispatcher:
         the demo and tests; the long-running loop polls instead of sleeping on a held slot)."""
         total = 0
         slept_for: datetime | None = None
-        for _ in range(max_rounds):
-            claimed = await self.pump()
-            total += claimed
-            if claimed:  # a round can leave new work behind (a fallback): look again
-                continue
-            with self.engine.connect() as conn:
-                due = outbox.next_held(conn)
-            if due is None or due == slept_for or (due - self.clock()).total_seconds() > self.cfg.lease_seconds / 2:
-                break  # nothing held, or held for later, or the clock stands still (a test's)
-            slept_for = due
-            await asyncio.sleep(max((due - self.clock()).total_seconds(), 0.0))
+        try:
+            for _ in range(max_rounds):
+                claimed = await self.pump()
+                total += claimed
+                if claimed:  # a round can leave new work behind (a fallback): look again
+                    continue
+                with self.engine.connect() as conn:
+                    due = outbox.next_held(conn)
+                if due is None or due == slept_for or (due - self.clock()).total_seconds() > self.cfg.lease_seconds / 2:
+                    break  # nothing held, or held for later, or the clock stands still (a test's)
+                slept_for = due
+                await asyncio.sleep(max((due - self.clock()).total_seconds(), 0.0))
+        finally:
+            await asyncio.to_thread(self.db.release)
         return total
 
     async def _process(self, claimed: Sequence[Claimed]) -> None:
@@ -315,14 +326,18 @@ class Dispatcher:
 
     def _record(self, results: Sequence[outbox.Result], fall_from: Sequence[Any]) -> None:
         now = self.clock()
-        with unit_of_work(self.engine) as conn:
-            outbox.relaxed_commit(conn)
+
+        def record_in(conn: Connection) -> int:
             written = outbox.record(conn, self.owner, results, now)
-            if written < len(results):
-                log.warning("%d result(s) not recorded: the lease had passed to another worker, or a delivery "
-                            "callback had already decided the message", len(results) - written)
             insert_ignore(conn, t.outbox, [fallback_row(row, outbox.fallback_source(conn, row.id), now)
                                            for row in fall_from], ["idempotency_key"])
+            return written
+
+        # Run again after a lost connection: results are written only to rows still held, fallbacks once by key.
+        written = self.db.run(record_in)
+        if written < len(results):
+            log.warning("%d result(s) not recorded: the lease had passed to another worker, or a delivery "
+                        "callback had already decided the message", len(results) - written)
         self.sent += sum(1 for r in results if r.status in ("sent", "delivered"))
 
     async def _send(self, c: Claimed) -> tuple[outbox.Result, Any]:
@@ -409,20 +424,25 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
         """Dispatch until `stop` is set; an idle worker polls every poll_seconds (or when woken)."""
         wake = wake or asyncio.Event()
-        while not stop.is_set():
-            await asyncio.to_thread(self.run_jobs_if_due)
-            try:
-                claimed = await self.pump()
-            except Exception:  # the database restarting, say: rows keep their leases and come back
-                log.exception("dispatch round failed")
-                claimed = 0
-                await asyncio.sleep(1.0)
-            if claimed == 0 and not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=self.cfg.poll_seconds)
-                wake.clear()
+        try:
+            while not stop.is_set():
+                await asyncio.to_thread(self.run_jobs_if_due)
+                try:
+                    claimed = await self.pump()
+                except Exception:  # the database restarting, say: rows keep their leases and come back
+                    log.exception("dispatch round failed")
+                    claimed = 0
+                    await asyncio.sleep(1.0)
+                if claimed == 0 and not stop.is_set():
+                    await asyncio.to_thread(self.db.release)  # idle: the pool may have the connection back
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout=self.cfg.poll_seconds)
+                    wake.clear()
+        finally:
+            await asyncio.to_thread(self.db.release)
 
     async def aclose(self) -> None:
+        await asyncio.to_thread(self.db.release)
         for sender in self.senders.values():
             await sender.aclose()
 
