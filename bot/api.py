@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -43,7 +44,8 @@ from services.backlog import BacklogProbe
 from services.chat import ChatUser
 from services.chat import reply as chat_reply
 from services.context import Context
-from services.inbox import drain, store_events
+from services.inbox import drain
+from services.inbox_writer import InboxWriter
 from services.notify_kpis import notification_kpis
 from services.subscriptions import UnknownReference, list_subscriptions, subscribe, unsubscribe
 from services.worker import WorkerThread
@@ -103,6 +105,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
     worker = WorkerThread(ctx) if notify_worker else None
     applier = Applier(ctx, on_applied=worker.kick if worker else None)
     backlog_probe = BacklogProbe(ctx)
+    inbox_writer = InboxWriter(ctx)  # POST /events bodies that arrive together share a commit
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -112,6 +115,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         if worker is not None:
             worker.start()
         yield
+        await run_in_threadpool(inbox_writer.close)
         if background_applier:
             applier.stop()
         if worker is not None:
@@ -161,7 +165,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         except EventValidationError as exc:
             return JSONResponse({"detail": exc.errors}, status_code=422)
         envelopes = [ev.to_dict() for ev in events]
-        outcomes, inbox_ids = await run_in_threadpool(store_events, ctx, envelopes)
+        outcomes, inbox_ids = await asyncio.wrap_future(inbox_writer.submit(envelopes))
         if wait and inbox_ids:
             await run_in_threadpool(drain, ctx, inbox_ids)
             if worker is not None:

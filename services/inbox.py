@@ -69,7 +69,18 @@ def store_events(ctx: Context, events: Sequence[dict[str, Any]]) -> tuple[list[s
     the accepted ones. A replay of a stored (source, event_id), or a repeat inside the batch,
     is a duplicate and changes nothing.
     """
-    now = ctx.now()
+    with unit_of_work(ctx.engine) as conn:
+        outcomes, ids = store_events_in(conn, events, ctx.now())
+    metrics.events_stored(events, outcomes)
+    return outcomes, sorted(i for i in ids if i is not None)
+
+
+def store_events_in(conn: Connection, events: Sequence[dict[str, Any]],
+                    now: datetime) -> tuple[list[str], list[int | None]]:
+    """`store_events` inside the caller's transaction, which counts nothing (the caller does, after its commit).
+
+    Returns each event's outcome and inbox id (None for a duplicate), in input order.
+    """
     rows: list[dict[str, Any]] = []
     first_index: dict[tuple[str, str], int] = {}
     for i, ev in enumerate(events):
@@ -81,19 +92,14 @@ def store_events(ctx: Context, events: Sequence[dict[str, Any]]) -> tuple[list[s
                      "occurred_at": datetime.fromisoformat(ev["occurred_at"]), "received_at": now,
                      "payload": ev, "status": "pending"})
     inserted: dict[tuple[str, str], int] = {}
-    with unit_of_work(ctx.engine) as conn:
-        for start in range(0, len(rows), 1000):
-            stmt = insert_do_nothing(t.inbox, ["source", "event_id"])
-            stmt = stmt.returning(t.inbox.c.id, t.inbox.c.source, t.inbox.c.event_id)
-            for r in conn.execute(stmt, rows[start:start + 1000]):
-                inserted[(r.source, r.event_id)] = r.id
-    outcomes = [
-        ACCEPTED if first_index[(ev["source"], ev["event_id"])] == i and (ev["source"], ev["event_id"]) in inserted
-        else DUPLICATE
-        for i, ev in enumerate(events)
-    ]
-    metrics.events_stored(events, outcomes)
-    return outcomes, sorted(inserted.values())
+    stmt = insert_do_nothing(t.inbox, ["source", "event_id"]).returning(
+        t.inbox.c.id, t.inbox.c.source, t.inbox.c.event_id)
+    for start in range(0, len(rows), 1000):
+        for r in conn.execute(stmt, rows[start:start + 1000]):
+            inserted[(r.source, r.event_id)] = r.id
+    ids = [inserted.get(key) if first_index[key] == i else None
+           for i, key in enumerate((ev["source"], ev["event_id"]) for ev in events)]
+    return [DUPLICATE if i is None else ACCEPTED for i in ids], ids
 
 
 def apply_next(ctx: Context) -> int | None:
