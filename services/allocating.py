@@ -14,6 +14,7 @@ from allocation.result import AllocationResult
 from services import metrics, recording  # a module: recording -> notifications -> substitutions imports us
 from services.context import Context
 from store import allocation_io as io
+from store.pass_reads import load_eta_sources
 
 Prepare = Callable[[io.Loaded, AllocationPolicy], AllocationResult]
 
@@ -54,8 +55,8 @@ def run_pass(
         result.extend(prepare(loaded, policy))
     result.extend(allocate(loaded.lines, loaded.stocks, policy, {io.line_key(pk) for pk in new_line_pks}))
     events = list(result.events)
-    events += project_etas(loaded.lines, io.load_inbound(conn, skus), policy, ctx.today(),
-                           io.load_lead_times(conn, skus))
+    inbound, lead_times = load_eta_sources(conn, skus)
+    events += project_etas(loaded.lines, inbound, policy, ctx.today(), lead_times)
     now = ctx.now()
     audit = io.save(conn, loaded, now)
     metrics.allocations_saved(conn, loaded)

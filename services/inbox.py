@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 
 from services import log_context, master_data, metrics, orders, stock
@@ -151,18 +151,29 @@ def _claim(conn: Connection, inbox_id: int | None = None) -> Any:
     return rows[0] if rows else None
 
 
-def _claim_many(conn: Connection, limit: int, ids: Sequence[int] | None = None) -> list[Any]:
-    """The oldest pending events (or those of `ids` still pending), locked; others' locked ones are skipped."""
+def _claim_query(ids: bool, postgres: bool) -> Any:
     i, d = t.inbox, t.dead_letters
     was_parked = select(d.c.id).where(d.c.inbox_id == i.c.id).exists().label("was_parked")
     q = select(i.c.id, i.c.type, i.c.source, i.c.event_id, i.c.occurred_at, i.c.payload, was_parked).where(
         i.c.status == "pending")
+    if ids:
+        q = q.where(i.c.id.in_(bindparam("ids", expanding=True)))
+    q = q.order_by(i.c.id).limit(bindparam("limit"))
+    return q.with_for_update(of=i, skip_locked=True) if postgres else q
+
+
+# Built once, by (named ids?, PostgreSQL?): claims run in every unit of work.
+_CLAIMS = {(ids, postgres): _claim_query(ids, postgres) for ids in (False, True) for postgres in (False, True)}
+_APPLIED = update(t.inbox).where(t.inbox.c.id.in_(bindparam("ids", expanding=True))).values(
+    status="applied", note=None, applied_at=bindparam("b_now"))
+
+
+def _claim_many(conn: Connection, limit: int, ids: Sequence[int] | None = None) -> list[Any]:
+    """The oldest pending events (or those of `ids` still pending), locked; others' locked ones are skipped."""
+    params: dict[str, Any] = {"limit": limit}
     if ids is not None:
-        q = q.where(i.c.id.in_(list(ids)))
-    q = q.order_by(i.c.id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(of=i, skip_locked=True)
-    return list(conn.execute(q).all())
+        params["ids"] = list(ids)
+    return list(conn.execute(_CLAIMS[(ids is not None, conn.dialect.name == "postgresql")], params).all())
 
 
 def _session(conn: Connection) -> None:
@@ -234,9 +245,7 @@ def _apply_group_once(ctx: Context, limit: int, ids: Sequence[int] | None = None
                 done.append((row.type, time.perf_counter() - started, f"{row.source}:{row.event_id}"))
                 if _requeued_before(conn, rows, index):
                     break
-            i = t.inbox
-            conn.execute(update(i).where(i.c.id.in_([r.id for r in rows[:len(done)]]))
-                         .values(status="applied", note=None, applied_at=ctx.now()))
+            conn.execute(_APPLIED, {"ids": [r.id for r in rows[:len(done)]], "b_now": ctx.now()})
             metrics.on_commit(conn, lambda: [_done_after(kind, "applied", took, event) for kind, took, event in done])
             return len(done)
     except _Stop as stop:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, update
 
 from backorder.config import NotifySettings, RuleSettings, StaffContact
 from notifiers import preferences as prefs_mod
@@ -63,8 +63,11 @@ def plan(conn: Connection, ctx: Context, events: Sequence[tuple[str, Mapping[str
     builder = RowBuilder(ctx, cause, now, occurred_at)
     builder.pending_drafts = []  # this unit of work's drafts are written at once, below
     notices = notices_for(events, facts.lines, rule_config(cfg))
-    builder.order_values = drafts.order_values(conn, {n.order_id for n in notices if n.audience == "customer"
-                                                      and n.kind in drafts.DRAFT_KIND and n.order_id})
+    valued = {n.order_id for n in notices if n.audience == "customer" and n.kind in drafts.DRAFT_KIND and n.order_id}
+    # The lines' own orders came with their values (load_lines); only another order costs a query.
+    builder.order_values = {o: facts.order_values[o] for o in valued if o in facts.order_values}
+    if len(builder.order_values) < len(valued):
+        builder.order_values.update(drafts.order_values(conn, valued - facts.order_values.keys()))
     for notice in notices:
         try:
             if notice.audience == "customer":
@@ -297,11 +300,16 @@ class RowBuilder:
         return rows
 
 
+# Built once: every receipt, count and cancellation asks (most find no subscriber).
+_OPEN_SUBSCRIPTIONS = select(t.subscriptions.c.id, t.subscriptions.c.customer_id, t.subscriptions.c.sku,
+                             t.subscriptions.c.channel).where(
+    t.subscriptions.c.sku.in_(bindparam("skus", expanding=True)), t.subscriptions.c.status == "open")
+
+
 def back_in_stock(conn: Connection, builder: RowBuilder, skus: set[str]) -> list[dict[str, Any]]:
     """Tell subscribers of these SKUs that have stock free now; each subscription is told once."""
     s, st, p = t.subscriptions, t.stock, t.products
-    subs = conn.execute(select(s.c.id, s.c.customer_id, s.c.sku, s.c.channel)
-                        .where(s.c.sku.in_(sorted(skus)), s.c.status == "open")).all()
+    subs = conn.execute(_OPEN_SUBSCRIPTIONS, {"skus": sorted(skus)}).all()
     if not subs:
         return []
     free = dict(conn.execute(
@@ -346,20 +354,27 @@ def _supersede(conn: Connection, rows: Sequence[dict[str, Any]], now: datetime) 
                                                               due_at=None, updated_at=now))
 
 
+# Built once: every unit of work in which a line moved on asks.
+_WAITING_CUSTOMER_NOTICES = select(t.outbox.c.id, t.outbox.c.kind, t.outbox.c.order_id, t.outbox.c.line_ids).where(
+    t.outbox.c.order_id.in_(bindparam("order_ids", expanding=True)), t.outbox.c.audience == "customer",
+    t.outbox.c.status.in_(OPEN), t.outbox.c.kind.in_(CUSTOMER_STALE_KINDS))
+_LINE_STATUSES = select(t.order_lines.c.order_id, t.order_lines.c.line_id, t.order_lines.c.status).where(
+    t.order_lines.c.order_id.in_(bindparam("order_ids", expanding=True)))
+_RESOLVED = update(t.outbox).where(and_(t.outbox.c.id.in_(bindparam("ids", expanding=True)),
+                                        t.outbox.c.status.in_(OPEN))).values(
+    status="cancelled", error_reason="resolved", due_at=None, updated_at=bindparam("b_now"))
+
+
 def cancel_stale(conn: Connection, order_ids: Iterable[str], now: datetime) -> int:
     """Cancel waiting customer notices whose lines have all moved on (clear resolved alerts)."""
-    o, l = t.outbox, t.order_lines
     order_ids = sorted(set(order_ids))
-    pending = conn.execute(select(o.c.id, o.c.kind, o.c.order_id, o.c.line_ids).where(
-        o.c.order_id.in_(order_ids), o.c.audience == "customer", o.c.status.in_(OPEN),
-        o.c.kind.in_(CUSTOMER_STALE_KINDS))).all()
+    pending = conn.execute(_WAITING_CUSTOMER_NOTICES, {"order_ids": order_ids}).all()
     if not pending:
         return 0
-    status = {(r.order_id, r.line_id): r.status for r in conn.execute(
-        select(l.c.order_id, l.c.line_id, l.c.status).where(l.c.order_id.in_({p.order_id for p in pending})))}
+    status = {(r.order_id, r.line_id): r.status
+              for r in conn.execute(_LINE_STATUSES, {"order_ids": sorted({p.order_id for p in pending})})}
     stale = [p.id for p in pending
              if not still_applies(p.kind, [status.get((p.order_id, x), "cancelled") for x in p.line_ids or ()])]
     if stale:
-        conn.execute(update(o).where(and_(o.c.id.in_(stale), o.c.status.in_(OPEN))).values(
-            status="cancelled", error_reason="resolved", due_at=None, updated_at=now))
+        conn.execute(_RESOLVED, {"ids": stale, "b_now": now})
     return len(stale)
