@@ -5,7 +5,9 @@
 Each measured step runs in its own child process on its own copy of the generated database, so
 peak memory (ru_maxrss) and caches belong to that step alone:
   (a) batch   services.batch.allocate_all end to end (read, allocate, ETAs, write lines/stock/
-              allocation rows, domain events and audit rows), default chunking;
+              allocation rows, domain events and audit rows), default chunking; with the Python
+              process's CPU, on PostgreSQL the CPU of the database's server processes (by
+              backend_type, from /proc: the server must run on this machine) and the WAL written;
   (b) eta     allocation.eta.project_etas in memory over all loaded lines (every line waiting);
               the engine's allocate() in memory is reported beside it;
   (c) floor   the same chunked reads and the same number of rows written with the same bulk
@@ -229,7 +231,67 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _BackendCpu:
+    """CPU seconds (user + system, from /proc) of the server processes working for one database,
+    by backend_type: the run's own connections, the parallel workers its queries start and the
+    autovacuum its writes trigger. A thread samples pg_stat_activity every `every` seconds and keeps
+    each process's last reading, so processes that come and go in between still count (minus at
+    most one interval each). PostgreSQL must run on this machine; without /proc it reads 0."""
+
+    def __init__(self, url: str, every: float = 0.1) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(_pg_dsn(url), autocommit=True)
+        self._every = every
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = False
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._sample()
+        self._first = {pid: cpu for pid, (_, cpu) in self._last.items()}
+
+    def _sample(self) -> None:
+        rows = self._conn.execute("SELECT pid, backend_type FROM pg_stat_activity "
+                                  "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+        for pid, kind in rows:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self._last[pid] = (kind, (int(fields[11]) + int(fields[12])) / self._tick)  # utime, stime
+
+    def _loop(self) -> None:
+        while not self._stop:
+            time.sleep(self._every)
+            self._sample()
+
+    def __enter__(self) -> _BackendCpu:
+        import threading
+
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self._thread.join()
+        self._sample()
+        self._conn.close()
+
+    def by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, (kind, cpu) in self._last.items():
+            out[kind] = round(out.get(kind, 0.0) + cpu - self._first.get(pid, 0.0), 2)
+        return out
+
+
+def _wal_lsn(conn: Any) -> int:
+    return int(conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar() or 0)
+
+
 def phase_batch(url: str, opts: dict[str, Any]) -> dict[str, Any]:
+    from contextlib import nullcontext
+
     from services.batch import DEFAULT_CHUNK_SKUS, allocate_all
 
     ctx = _ctx(url)
@@ -239,25 +301,39 @@ def phase_batch(url: str, opts: dict[str, Any]) -> dict[str, Any]:
     # one for nearly every line (an initial load, which `backorder allocate --no-notify` is for).
     notify = bool(opts.get("notify"))
     profile = opts.get("profile")
+    pg = url.startswith("postgresql")
+    if pg:
+        with ctx.engine.connect() as c0:
+            wal0 = _wal_lsn(c0)
+    meter = _BackendCpu(url) if pg else None
     load = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    cpu0 = time.process_time()
-    if profile:
-        import cProfile
+    with meter or nullcontext():
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        if profile:
+            import cProfile
 
-        prof = cProfile.Profile()
-        report = prof.runcall(allocate_all, ctx, chunk_skus=chunk, notify=notify, workers=workers)
-        prof.dump_stats(profile)
-    else:
-        report = allocate_all(ctx, chunk_skus=chunk, notify=notify, workers=workers)
-    seconds = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
+            prof = cProfile.Profile()
+            report = prof.runcall(allocate_all, ctx, chunk_skus=chunk, notify=notify, workers=workers)
+            prof.dump_stats(profile)
+        else:
+            report = allocate_all(ctx, chunk_skus=chunk, notify=notify, workers=workers)
+        seconds = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+    server: dict[str, Any] = {}
+    if meter is not None:
+        cpu_by_kind = meter.by_kind()
+        with ctx.engine.connect() as c1:
+            # WAL position is cluster-wide: other databases' writes in the meantime count too.
+            server = {"pg_backend_cpu_seconds": round(sum(cpu_by_kind.values()), 2), "pg_cpu_by_kind": cpu_by_kind,
+                      "wal_mb": round((_wal_lsn(c1) - wal0) / 2**20, 1)}
     again = allocate_all(ctx, chunk_skus=chunk, notify=notify, workers=workers)
     return {"seconds": seconds, "lines": report.lines_seen, "lines_changed": report.lines_changed,
             "units_allocated": report.units_allocated, "events": report.events_written,
             "audit": report.audit_written, "chunks": report.chunks, "chunk_skus": chunk,
             "notify": notify, "notifications": report.notifications, "workers": workers or "default",
             "python_cpu_seconds": cpu, "load_average_at_start": load,
+            "load_average_at_end": os.getloadavg()[0], **server,
             "rerun_changes": again.lines_changed + again.events_written, "rerun_seconds": again.seconds,
             "steps": {k: round(v, 3) for k, v in report.step_seconds.items()}, "peak_rss_mb": _peak_mb()}
 
@@ -545,7 +621,9 @@ def table(results: list[dict[str, Any]]) -> str:
                      f"{b['lines'] / b['seconds']:,.0f}", f"{b['peak_rss_mb']:.0f}",
                      f"{b['events']:,} events, {b['lines_changed']:,} lines changed, {b['chunks']} chunks, "
                      f"workers {b.get('workers', 'default')}, Python CPU {b.get('python_cpu_seconds', 0):.1f}s, "
-                     f"load {b.get('load_average_at_start', 0):.1f} at start; "
+                     + (f"PG backend CPU {b['pg_backend_cpu_seconds']:.1f}s, WAL {b['wal_mb']:,.0f} MB, "
+                        if "pg_backend_cpu_seconds" in b else "")
+                     + f"load {b.get('load_average_at_start', 0):.1f} at start; "
                      f"{b['seconds'] / f['seconds']:.2f}x floor"))
         rows.append((db, "(b) project_etas in memory", f"{e['lines']:,}", f"{e['eta_seconds']:.2f}",
                      f"{e['lines'] / e['eta_seconds']:,.0f}", f"{e['peak_rss_mb']:.0f}",

@@ -6,8 +6,9 @@ in bulk: per chunk of SKUs one query each for waiting lines, their active alloca
 open PO lines and lead times, and one bulk write each for lines, allocation rows, stock, domain
 events and audit rows. PostgreSQL: the chunk's product rows FOR UPDATE (sorted, as
 store.allocation_io.lock_skus), COPY into temporary tables + UPDATE ... FROM, and COPY into
-allocations, domain_events and audit_log (JSON serialized by orjson); two chunks in flight at
-once, each on its own connection. SQLite: executemany, one chunk at a time. Each chunk is one
+allocations, domain_events and audit_log (JSON serialized by orjson), lines and allocation rows
+in the table's order, without parallel query; two chunks in flight at once, each on its own
+connection. SQLite: executemany, one chunk at a time. Each chunk is one
 unit of work; memory is bounded by the chunk size times the chunks in flight.
 
 Chunks never split a ship-complete order that is still waiting: SKUs joined by such an order
@@ -25,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -112,6 +114,7 @@ def allocate_all(
     notify_cause = f"{CAUSE}:{ctx.now().isoformat()}" if notify else None
     with ctx.engine.connect() as conn:
         sql = _Sql.for_conn(conn)
+        sql.begin(conn)
         targets = sql.open_skus(conn, skus)
         links = sql.ship_complete_links(conn)
     chunks = plan_chunks(targets, links, max(1, chunk_skus))
@@ -265,6 +268,7 @@ class _Writes:
 def _run_chunk(conn: Connection, ctx: Context, sql: _Sql, skus: list[str], report: BatchReport,
                notify_cause: str | None) -> None:
     with report.step("lock"):
+        sql.begin(conn)
         sql.lock(conn, skus)
     with report.step("load"):
         loaded = sql.load(conn, skus)
@@ -309,6 +313,10 @@ def _writes(loaded: _Chunk, result: AllocationResult, eta_before: dict[str, tupl
     changed_lines = result.changed_lines
     changed = dict(changed_lines)
     changed.update(eta_changed)
+    # In the table's order (a key is the zero-padded id): the UPDATE then walks the heap and the
+    # primary key forwards instead of hopping between pages. Measured on 100,000 lines against
+    # decision order: less than half the pages dirtied and ~10% less WAL for the UPDATE.
+    changed = {k: changed[k] for k in sorted(changed)}
     lines = [(int(k), ln.qty_allocated, ln.status, ln.eta, ln.eta_reason) for k, ln in changed.items()]
     alloc_inserts: list[tuple[int, str, str, int]] = []
     alloc_updates: list[tuple[int, int]] = []
@@ -323,43 +331,49 @@ def _writes(loaded: _Chunk, result: AllocationResult, eta_before: dict[str, tupl
             alloc_inserts.append((pk, mv.sku, mv.warehouse_id, qty))
         else:
             alloc_updates.append((row_id, qty))
+    # By line too: each new row's foreign key check then reads order_lines' primary key in order
+    # (measured on 133,000 rows: 30-40% less server CPU for the COPY than in decision order).
+    alloc_inserts.sort()
+    alloc_updates.sort()
     stocks = [(s.sku, s.warehouse_id, s.on_hand, s.allocated) for s in result.changed_stocks.values()]
 
     public = loaded.public
     got_by_line = {ev.data["line_id"]: ev.data for ev in result.events if ev.type in _ALLOC_EVENTS}
     audit: list[list[Any]] = []
+    add_audit = audit.append
     for key, ln in changed.items():
         old_eta, old_reason = eta_before[key]
         d = got_by_line.get(key)
         if d is None and ln.eta == old_eta:
             continue  # only the ETA's reason changed: save() audits no such line either
-        after = dict(ln.allocations)
+        # The line's final holdings, shared by both documents (nothing changes them any more).
+        after = ln.allocations
         if d is None:
-            status, qty_allocated, before = ln.status, ln.qty_allocated, after
+            action, status, qty_allocated, before = "eta_changed", ln.status, ln.qty_allocated, after
         else:
             got = d["warehouses"]
-            status, qty_allocated = d["previous_status"], ln.qty_allocated - d["allocated_now"]
+            action, status, qty_allocated = ln.status, d["previous_status"], ln.qty_allocated - d["allocated_now"]
             before = {wh: q - got.get(wh, 0) for wh, q in after.items() if q != got.get(wh, 0)}
-        audit.append([
-            ln.status if d is not None else "eta_changed", f"{ln.order_id}/{public[key]}",
+        add_audit([
+            action, f"{ln.order_id}/{public[key]}",
             {"status": status, "qty_allocated": qty_allocated, "qty_shipped": ln.qty_shipped,
              "allocations": before, "eta": old_eta, "eta_reason": old_reason},
             {"status": ln.status, "qty_allocated": ln.qty_allocated, "qty_shipped": ln.qty_shipped,
              "allocations": after, "eta": ln.eta, "eta_reason": ln.eta_reason},
         ])
-    events = [[ev.type, _public_data(ev.data, public)] for ev in result.events]
-    events += [[ev.type, _public_data(ev.data, public)] for ev in eta_events]
+    events: list[list[Any]] = []
+    add_event = events.append
+    for ev in chain(result.events, eta_events):
+        # As store.allocation_io.write_events writes them: the source's line_id, and the store's key
+        # as line_pk. In place: the events are this chunk's own, used once.
+        data = ev.data
+        key = data.get("line_id")
+        pub = public.get(key) if key.__class__ is str else None
+        if pub is not None:
+            data["line_pk"] = int(key)
+            data["line_id"] = pub
+        add_event([ev.type, data])
     return _Writes(lines, alloc_inserts, alloc_updates, stocks, events, audit), units
-
-
-def _public_data(data: dict[str, Any], public: dict[str, str]) -> dict[str, Any]:
-    """The event's data as store.allocation_io.write_events writes it: the source's line_id, and
-    the store's key as line_pk. Done in place: the events are this chunk's own, used once."""
-    key = data.get("line_id")
-    if isinstance(key, str) and key in public:
-        data["line_pk"] = int(key)
-        data["line_id"] = public[key]
-    return data
 
 
 def _json_default(v: Any) -> Any:
@@ -408,6 +422,9 @@ class _Sql:
     _true = "TRUE"
 
     # -- loads ------------------------------------------------------------------------------
+    def begin(self, conn: Connection) -> None:
+        """Settings for the rest of the transaction, before its first statement."""
+
     def lock(self, conn: Connection, skus: list[str]) -> None:
         pass
 
@@ -496,6 +513,13 @@ class _PostgresSql(_Sql):
     def _skus_param(self, skus: list[str]) -> Any:
         return list(skus)
 
+    def begin(self, conn: Connection) -> None:
+        # No parallel query: a chunk's line query took as long alone as with two workers (~0.3 s on
+        # the 1,000,000-line data), and the workers' CPU came on top (9.9 s over that run), taken
+        # from the DEFAULT_WORKERS backends the run already keeps busy. SET LOCAL: the pooled
+        # connection goes back to the pool as it came.
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+
     def lock(self, conn: Connection, skus: list[str]) -> None:
         # Products rows FOR UPDATE in sorted order: the same lock run_pass takes (io.lock_skus).
         self._query(conn, "SELECT sku FROM products WHERE sku = ANY(%s) ORDER BY sku FOR UPDATE", (sorted(skus),))
@@ -552,35 +576,44 @@ class _PostgresSql(_Sql):
             # against one json_array_elements() over a json.dumps'd array per table (the way before),
             # 3x less Python and ~40% less server CPU per row (one json parse per row instead of three).
             ts = now.isoformat().encode()
+            # The fields every row of a table shares are encoded once per chunk (per type or action).
+            dumps, default, esc = orjson.dumps, _json_default, _ESCAPED_BACKSLASH
             if w.events:
                 with report.step("write:domain_events"):
-                    cause = _text(CAUSE).encode()
+                    tail = b"\t%s\t%s\n" % (ts, _text(CAUSE).encode())
+                    heads: dict[str, bytes] = {}
                     _copy_bytes(cur, "COPY domain_events (type, data, created_at, cause) FROM STDIN", [
-                        b"%s\t%s\t%s\t%s\n" % (typ.encode(), _json_copy(data), ts, cause) for typ, data in w.events])
+                        (heads.get(typ) or heads.setdefault(typ, _text(typ).encode() + b"\t"))
+                        + dumps(data, default=default).replace(b"\\", esc) + tail
+                        for typ, data in w.events])
             if w.audit:
                 with report.step("write:audit_log"):
-                    head = b"%s\t%s\t" % (ts, _text(ACTOR).encode())
-                    tail = b"\t%s\t" % _text(CAUSE).encode()
+                    mid = b"\t%s\t" % _text(CAUSE).encode()
+                    actions: dict[str, bytes] = {}
                     _copy_bytes(cur, "COPY audit_log (at, actor, action, entity, entity_id, reason, before, after) "
                                      "FROM STDIN", [
-                        b"%s%s\torder_line\t%s%s%s\t%s\n" % (head, _text(action).encode(), _text(eid).encode(), tail,
-                                                           _json_copy(before), _json_copy(after))
+                        (actions.get(action) or actions.setdefault(action, b"%s\t%s\t%s\torder_line\t" % (
+                            ts, _text(ACTOR).encode(), _text(action).encode())))
+                        + _text(eid).encode() + mid + dumps(before, default=default).replace(b"\\", esc) + b"\t"
+                        + dumps(after, default=default).replace(b"\\", esc) + b"\n"
                         for action, eid, before, after in w.audit])
 
 
 _NULL = "\\N"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# orjson never emits a raw tab, newline or carriage return (they are escaped inside strings), so
+# doubling the backslashes is all the escaping a JSON document needs as a COPY text field.
+_ESCAPED_BACKSLASH = b"\\\\"
 
 
 def _text(v: str | None) -> str:
     """A value for COPY's text format."""
-    return _NULL if v is None else v.translate(_COPY_ESCAPES)
-
-
-def _json_copy(v: Any) -> bytes:
-    """A JSON document as a COPY text field: orjson never emits a raw tab, newline or carriage return
-    (they are escaped inside strings), so doubling the backslashes is all the escaping COPY needs."""
-    return orjson.dumps(v, default=_json_default).replace(b"\\", b"\\\\")
+    if v is None:
+        return _NULL
+    # Four scans in C are cheaper than translate() building a copy, and almost nothing needs escaping.
+    if "\\" in v or "\t" in v or "\n" in v or "\r" in v:
+        return v.translate(_COPY_ESCAPES)
+    return v
 
 
 def _copy_bytes(cur: Any, statement: str, rows: list[bytes]) -> None:
