@@ -87,6 +87,9 @@ def _line_query(where: Any) -> Any:
         .join(c, c.c.customer_id == o.c.customer_id)
         .outerjoin(a, (a.c.line_pk == l.c.id) & (a.c.status == "allocated"))
         .where(where)
+        # In a fixed order: the pass's events (and the line lists of the notices made from them) follow the
+        # lines' order, which would otherwise be whatever plan the database picks, and differ between runs.
+        .order_by(l.c.id, a.c.id)
     )
 
 
