@@ -60,11 +60,17 @@ def test_a_rolled_back_transaction_keeps_the_connection(pg_engine: Engine) -> No
     held.release()
 
 
-def test_run_goes_once_more_on_a_new_connection_when_the_held_one_was_lost(pg_engine: Engine) -> None:
-    held = HeldConnection(pg_engine)
+def held_then_lost(engine: Engine) -> tuple[HeldConnection, int]:
+    """A HeldConnection whose connection's backend was then terminated, and that backend's pid."""
+    held = HeldConnection(engine)
     with held.transaction() as conn:
         lost = backend(conn)
     kill(lost)
+    return held, lost
+
+
+def test_run_goes_once_more_on_a_new_connection_when_the_held_one_was_lost(pg_engine: Engine) -> None:
+    held, lost = held_then_lost(pg_engine)
     seen: list[int] = []
     assert held.run(lambda c: seen.append(backend(c)) or "done") == "done"
     assert len(seen) == 1 and seen[0] != lost  # the lost connection failed before the work ran
@@ -72,10 +78,7 @@ def test_run_goes_once_more_on_a_new_connection_when_the_held_one_was_lost(pg_en
 
 
 def test_transaction_fails_on_a_lost_connection_and_the_next_one_takes_a_new_one(pg_engine: Engine) -> None:
-    held = HeldConnection(pg_engine)
-    with held.transaction() as conn:
-        lost = backend(conn)
-    kill(lost)
+    held, lost = held_then_lost(pg_engine)
     with pytest.raises(DBAPIError) as failed, held.transaction() as conn:
         backend(conn)
     assert failed.value.connection_invalidated
