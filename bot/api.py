@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -165,7 +164,7 @@ def create_app(ctx: Context, *, background_applier: bool = True, notify_worker: 
         except EventValidationError as exc:
             return JSONResponse({"detail": exc.errors}, status_code=422)
         envelopes = [ev.to_dict() for ev in events]
-        outcomes, inbox_ids = await asyncio.wrap_future(inbox_writer.submit(envelopes))
+        outcomes, inbox_ids = await inbox_writer.store(envelopes)
         if wait and inbox_ids:
             await run_in_threadpool(drain, ctx, inbox_ids)
             if worker is not None:

@@ -7,6 +7,7 @@ behind that lock; the requests submitted meanwhile are queued when it gets going
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import Connection, event, func, select
 
 from services.context import Context
-from services.inbox_writer import InboxWriter
+from services.inbox_writer import ALONE_FROM, InboxWriter
 from store import tables as t
 
 AT = "2026-03-01T10:00:00+00:00"
@@ -127,3 +128,21 @@ def test_close_stores_what_is_queued_first(ctx: Context) -> None:
     assert all(f.done() and f.result()[0] == ["accepted"] for f in futures)
     with ctx.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(t.inbox)).scalar_one() == 25
+
+
+# PostgreSQL only: on SQLite every writer waits for the one write lock the test holds, so there is nothing to show.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_bulk_request_is_stored_beside_the_writer_not_queued_behind_it(ctx: Context) -> None:
+    writer = InboxWriter(ctx)
+    bulk = [ev(f"b{k}") for k in range(ALONE_FROM + 1)]
+    try:
+        with inbox_held(ctx, ev("h0")):
+            small = taken(writer, [ev("h0")])
+            # Answered while the writer is stuck (queued behind it, it would time out here).
+            outcomes, ids = asyncio.run(asyncio.wait_for(writer.store(bulk), 30))
+            assert outcomes == ["accepted"] * len(bulk) and len(ids) == len(bulk)
+            assert not small.done()
+        assert result(small)[0] == ["accepted"]
+    finally:
+        writer.close()
+    assert len(stored(ctx)) == len(bulk) + 1
