@@ -95,8 +95,13 @@ class InboxWriter:
                 continue
             idle = 0.0
             group, stop = self._group(first)
-            if group:
+            try:
                 self._write(group)
+            except Exception as exc:  # a bug of ours must leave no request unanswered, nor the writer dead
+                log.exception("inbox writer failed on a group of %d request(s)", len(group))
+                for request in group:
+                    if not request.done.done():
+                        request.done.set_exception(exc)
             if stop:
                 with self._lock:
                     self._thread = None
@@ -120,6 +125,8 @@ class InboxWriter:
         return group, True
 
     def _write(self, group: list[_Request]) -> None:
+        if not group:
+            return
         events = [ev for r in group for ev in r.events]
         try:
             # Not run again on a lost connection: the requests answer 503 and their senders retry (the connection
