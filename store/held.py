@@ -1,8 +1,8 @@
 """One connection kept for a loop of short transactions, instead of a pool checkout for each.
 
-A checkout costs a round trip (the pool's pre-ping) and a relaxed commit another (`SET LOCAL`); for the
-dispatcher's claim and record, one statement each, those were two of every five round trips. The held
-connection is pinged once when taken, set up once, and given back when the loop goes idle.
+A checkout costs a round trip (the pool's pre-ping): for the dispatcher's claim and record, one statement
+each, one of every five round trips. The held connection is pinged once when taken and given back when
+the loop goes idle.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ T = TypeVar("T")
 class HeldConnection:
     """Transactions on one connection of `engine`, one at a time (threads take turns).
 
-    relaxed: commits do not wait for the WAL flush (PostgreSQL `synchronous_commit = off`, for this
-    connection while it is held). Only a crash of the database server itself can lose such a commit.
+    relaxed: commits do not wait for the WAL flush (PostgreSQL `SET LOCAL synchronous_commit = off` in
+    each transaction). Only a crash of the database server itself can lose such a commit. Per transaction,
+    not once per session, though that costs a round trip each: behind a pooler in transaction mode
+    (PgBouncer) a session setting would stay on the server connection and relax other clients' commits.
     """
 
     def __init__(self, engine: Engine, *, relaxed: bool = False) -> None:
@@ -38,6 +40,8 @@ class HeldConnection:
             conn = self._conn if self._conn is not None else self._take()
             try:
                 with conn.begin():
+                    if self.relaxed:
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                     yield conn
             except DBAPIError as exc:
                 if exc.connection_invalidated or conn.invalidated:
@@ -62,31 +66,13 @@ class HeldConnection:
             return work(conn)
 
     def release(self) -> None:
-        """Give the connection back to the pool as it was taken (a later transaction takes one again)."""
+        """Give the connection back to the pool (a later transaction takes one again)."""
         with self._lock:
-            conn = self._conn
-            if conn is None:
-                return
-            try:
-                if self.relaxed and not conn.invalidated:
-                    with conn.begin():
-                        conn.exec_driver_sql("RESET synchronous_commit")
-            except DBAPIError:
-                conn.invalidate()  # never back to the pool still relaxed
-            finally:
-                self._drop()
+            self._drop()
 
     def _take(self) -> Connection:
-        conn = self.engine.connect()
-        try:
-            if self.relaxed:
-                with conn.begin():
-                    conn.exec_driver_sql("SET synchronous_commit = off")
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        return conn
+        self._conn = self.engine.connect()
+        return self._conn
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
