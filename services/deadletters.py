@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, String, bindparam, func, insert, select, update
 
 from services.outcomes import Park
 from store import tables as t
@@ -40,6 +40,23 @@ _RECORDS = {
 }
 
 
+# Built once: an order placed looks for events parked for it (and on PostgreSQL takes the guard first),
+# and building these statements anew on every call cost more client CPU than running them.
+_d, _i = t.dead_letters, t.inbox
+_GUARD = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key", type_=String), 0)))
+_FOUND = {kind: select(table.c[column]).where(table.c[column] == bindparam("key"))
+          for kind, (table, column) in _RECORDS.items()}
+_PARK_AGAIN = update(_d).where(_d.c.inbox_id == bindparam("b_inbox_id")).values(attempts=_d.c.attempts + 1)
+_PARK_FIRST = insert(_d).values(attempts=1)
+_RESOLVE = update(_d).where(_d.c.inbox_id == bindparam("b_inbox_id"), _d.c.status != "resolved").values(
+    status="resolved", updated_at=bindparam("b_now"))
+_PARKED_FOR = select(_d.c.inbox_id).where(
+    _d.c.status == "parked", _d.c.missing_kind == bindparam("kind"), _d.c.missing_key == bindparam("key"))
+_RETRYING = update(_d).where(_d.c.inbox_id.in_(bindparam("ids", expanding=True))).values(
+    status="retrying", updated_at=bindparam("b_now"))
+_PENDING = update(_i).where(_i.c.id.in_(bindparam("ids", expanding=True))).values(status="pending")
+
+
 def _guard(conn: Connection, kind: str, key: str) -> None:
     """Serialize parking for, and the arrival of, one missing record (PostgreSQL).
 
@@ -47,38 +64,31 @@ def _guard(conn: Connection, kind: str, key: str) -> None:
     product and finds nothing parked yet: the event would wait for a record that has come.
     """
     if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(f"deadletter:{kind}:{key}", 0))))
+        conn.execute(_GUARD, {"key": f"deadletter:{kind}:{key}"})
 
 
 def park(conn: Connection, inbox_id: int, why: Park, now: datetime) -> bool:
     """Park an event as a dead letter; False if what it waits for has arrived meanwhile (retry it)."""
     if why.missing_kind in _RECORDS and why.missing_key is not None:
         _guard(conn, why.missing_kind, why.missing_key)
-        table, column = _RECORDS[why.missing_kind]
-        if conn.execute(select(table.c[column]).where(table.c[column] == why.missing_key)).first():
+        if conn.execute(_FOUND[why.missing_kind], {"key": why.missing_key}).first():
             return False
-    d = t.dead_letters
     values = {"reason": why.reason, "missing_kind": why.missing_kind, "missing_key": why.missing_key,
               "impact_value": why.impact_value, "status": "parked", "updated_at": now}
-    updated = conn.execute(update(d).where(d.c.inbox_id == inbox_id)
-                           .values(attempts=d.c.attempts + 1, **values)).rowcount
+    updated = conn.execute(_PARK_AGAIN, {"b_inbox_id": inbox_id, **values}).rowcount
     if not updated:
-        conn.execute(insert(d).values(inbox_id=inbox_id, attempts=1, created_at=now, **values))
+        conn.execute(_PARK_FIRST, {"inbox_id": inbox_id, "created_at": now, **values})
     return True
 
 
 def resolve(conn: Connection, inbox_id: int, now: datetime) -> None:
-    d = t.dead_letters
-    conn.execute(update(d).where(d.c.inbox_id == inbox_id, d.c.status != "resolved")
-                 .values(status="resolved", updated_at=now))
+    conn.execute(_RESOLVE, {"b_inbox_id": inbox_id, "b_now": now})
 
 
 def release_waiting_on(conn: Connection, kind: str, key: str, now: datetime) -> int:
     """Send the events parked for want of this record back to the inbox queue; returns how many."""
     _guard(conn, kind, key)
-    d = t.dead_letters
-    ids = conn.execute(select(d.c.inbox_id).where(d.c.status == "parked", d.c.missing_kind == kind,
-                                                  d.c.missing_key == key)).scalars().all()
+    ids = conn.execute(_PARKED_FOR, {"kind": kind, "key": key}).scalars().all()
     _requeue(conn, ids, now)
     return len(ids)
 
@@ -88,9 +98,8 @@ def _requeue(conn: Connection, inbox_ids: Sequence[int], now: datetime) -> None:
         return
     # services.inbox applies a group of events in one transaction: these must come before its rest.
     txn_state(conn).setdefault(REQUEUED, []).extend(inbox_ids)
-    d, i = t.dead_letters, t.inbox
-    conn.execute(update(d).where(d.c.inbox_id.in_(inbox_ids)).values(status="retrying", updated_at=now))
-    conn.execute(update(i).where(i.c.id.in_(inbox_ids)).values(status="pending"))
+    conn.execute(_RETRYING, {"ids": list(inbox_ids), "b_now": now})
+    conn.execute(_PENDING, {"ids": list(inbox_ids)})
 
 
 def list_dead_letters(conn: Connection, status: str | None = "parked", limit: int = 100) -> list[DeadLetterView]:

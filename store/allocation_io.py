@@ -47,6 +47,15 @@ class Loaded:
     regions: dict[str, str]  # warehouse -> region, for the warehouses holding these SKUs
 
 
+# Built once: a pass runs these in every unit of work, and building each statement anew (and its cache
+# key) cost more client CPU than the database spent running it. IN lists are expanding parameters.
+_p = t.products
+_KNOWN_SKUS = select(_p.c.sku).where(_p.c.sku.in_(bindparam("skus", expanding=True)))
+_LOCK_SKUS = {
+    nowait: _KNOWN_SKUS.order_by(_p.c.sku).with_for_update(nowait=nowait) for nowait in (False, True)
+}
+
+
 def lock_skus(conn: Connection, skus: Iterable[str], *, nowait: bool = False, report: bool = False) -> set[str]:
     """Serialize allocation per SKU across processes: lock the product rows, in a fixed order.
 
@@ -56,20 +65,17 @@ def lock_skus(conn: Connection, skus: Iterable[str], *, nowait: bool = False, re
     which of the SKUs exist (on SQLite too); otherwise an empty set.
     """
     wanted = set(skus)
-    p = t.products
     if conn.dialect.name != "postgresql":
         # SQLite runs one writer at a time (BEGIN IMMEDIATE): nothing to lock.
         if not report:
             return set()
-        return set(conn.execute(select(p.c.sku).where(p.c.sku.in_(sorted(wanted)))).scalars())
+        return set(conn.execute(_KNOWN_SKUS, {"skus": sorted(wanted)}).scalars())
     # Row locks last until commit: remember them for the transaction, so a handler and the
     # allocation pass it calls do not lock the same rows twice.
     held: set[str] = txn_state(conn).setdefault("locked_skus", set())
     todo = sorted(wanted - held)
     if todo:
-        held.update(conn.execute(
-            select(p.c.sku).where(p.c.sku.in_(todo)).order_by(p.c.sku).with_for_update(nowait=nowait)
-        ).scalars())
+        held.update(conn.execute(_LOCK_SKUS[nowait], {"skus": todo}).scalars())
     return wanted & held if report else set()
 
 
@@ -93,6 +99,35 @@ def _line_query(where: Any) -> Any:
     )
 
 
+_l, _a, _s, _w, _o = t.order_lines, t.allocations, t.stock, t.warehouses, t.orders
+_OPEN_LINES = _line_query(and_(_l.c.sku.in_(bindparam("skus", expanding=True)),
+                               _l.c.status.in_(bindparam("statuses", expanding=True))))
+_LINES_BY_PK = _line_query(_l.c.id.in_(bindparam("pks", expanding=True)))
+_STOCK = (
+    select(_s.c.sku, _s.c.warehouse_id, _s.c.on_hand, _s.c.allocated, _w.c.region)
+    .join(_w, _w.c.warehouse_id == _s.c.warehouse_id)
+    .where(_s.c.sku.in_(bindparam("skus", expanding=True))).order_by(_s.c.sku, _s.c.warehouse_id)
+)
+_SKUS_OF_ORDERS = select(_l.c.sku).where(
+    _l.c.order_id.in_(bindparam("order_ids", expanding=True)), _l.c.status.in_(OPEN_STATUSES)).distinct()
+_WAITING_SHIP_COMPLETE = (
+    select(_l.c.order_id).join(_o, _o.c.order_id == _l.c.order_id)
+    .where(_l.c.sku.in_(bindparam("skus", expanding=True)), _l.c.status.in_(WAITING_STATUSES), _o.c.ship_complete)
+    .distinct()
+)
+_UPDATE_LINES = update(_l).where(_l.c.id == bindparam("b_id")).values(
+    qty_allocated=bindparam("qty_allocated"), qty_shipped=bindparam("qty_shipped"),
+    status=bindparam("status"), eta=bindparam("eta"), eta_reason=bindparam("eta_reason"),
+)
+_INSERT_ALLOCATIONS = insert(_a)
+_UPDATE_ALLOCATIONS = update(_a).where(_a.c.id == bindparam("b_id")).values(
+    qty=bindparam("qty"), status=bindparam("status"), updated_at=bindparam("updated_at"))
+_UPDATE_STOCK = update(_s).where(_s.c.sku == bindparam("b_sku"), _s.c.warehouse_id == bindparam("b_wh")).values(
+    on_hand=bindparam("on_hand"), allocated=bindparam("allocated"))
+_INSERT_EVENTS = insert(t.domain_events)
+_INSERT_AUDIT = insert(t.audit_log)
+
+
 def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[int] = (),
               holding: bool = True) -> Loaded:
     """Open lines and all stock of `skus` (plus any lines named by pk, e.g. ones being cancelled).
@@ -101,11 +136,10 @@ def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[in
     never touches them, and a busy SKU can have many more of them than waiting lines.
     """
     skus = sorted(set(skus))
-    l = t.order_lines
-    where = and_(l.c.sku.in_(skus), l.c.status.in_(OPEN_STATUSES if holding else WAITING_STATUSES))
-    rows = conn.execute(_line_query(where)).tuples().all()
+    statuses = list(OPEN_STATUSES if holding else WAITING_STATUSES)
+    rows = conn.execute(_OPEN_LINES, {"skus": skus, "statuses": statuses}).tuples().all()
     if extra_line_pks:
-        rows += conn.execute(_line_query(l.c.id.in_(list(extra_line_pks)))).tuples().all()
+        rows += conn.execute(_LINES_BY_PK, {"pks": list(extra_line_pks)}).tuples().all()
         skus = sorted(set(skus) | {r[2] for r in rows})
     lines: list[Line] = []
     by_key: dict[str, Line] = {}
@@ -124,15 +158,10 @@ def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[in
         if alloc_id is not None and (key, alloc_wh) not in alloc_rows:
             line.allocations[alloc_wh] = line.allocations.get(alloc_wh, 0) + alloc_qty
             alloc_rows[(key, alloc_wh)] = alloc_id
-    s, w = t.stock, t.warehouses
     stocks: list[Stock] = []
     regions: dict[str, str] = {}
     # The regions of the warehouses holding these SKUs are all a pass needs to rank warehouses.
-    for sku, wh, on_hand, allocated, region in conn.execute(
-        select(s.c.sku, s.c.warehouse_id, s.c.on_hand, s.c.allocated, w.c.region)
-        .join(w, w.c.warehouse_id == s.c.warehouse_id)
-        .where(s.c.sku.in_(skus)).order_by(s.c.sku, s.c.warehouse_id)
-    ).tuples():
+    for sku, wh, on_hand, allocated, region in conn.execute(_STOCK, {"skus": skus}).tuples():
         stocks.append(Stock(sku, wh, on_hand, allocated))
         if region:
             regions[wh] = region
@@ -146,17 +175,12 @@ def load_open(conn: Connection, skus: Iterable[str], extra_line_pks: Sequence[in
 
 
 def skus_of_orders(conn: Connection, order_ids: Iterable[str]) -> set[str]:
-    l = t.order_lines
-    q = select(l.c.sku).where(l.c.order_id.in_(sorted(set(order_ids))), l.c.status.in_(OPEN_STATUSES))
-    return set(conn.execute(q.distinct()).scalars())
+    return set(conn.execute(_SKUS_OF_ORDERS, {"order_ids": sorted(set(order_ids))}).scalars())
 
 
 def waiting_ship_complete_orders(conn: Connection, skus: Iterable[str]) -> set[str]:
     """Ship-complete orders with a line of `skus` still waiting for units."""
-    l, o = t.order_lines, t.orders
-    q = (select(l.c.order_id).join(o, o.c.order_id == l.c.order_id)
-         .where(l.c.sku.in_(sorted(set(skus))), l.c.status.in_(WAITING_STATUSES), o.c.ship_complete))
-    return set(conn.execute(q.distinct()).scalars())
+    return set(conn.execute(_WAITING_SHIP_COMPLETE, {"skus": sorted(set(skus))}).scalars())
 
 
 def load_inbound(conn: Connection, skus: Iterable[str]) -> list[InboundPO]:
@@ -231,35 +255,19 @@ def save(conn: Connection, loaded: Loaded, now: datetime) -> list[dict[str, Any]
                 "after": {"status": ln.status, "qty_allocated": ln.qty_allocated, "qty_shipped": ln.qty_shipped,
                           "allocations": dict(ln.allocations), "eta": ln.eta, "eta_reason": ln.eta_reason},
             })
-    l, a, s = t.order_lines, t.allocations, t.stock
     if line_updates:
-        conn.execute(
-            update(l).where(l.c.id == bindparam("b_id")).values(
-                qty_allocated=bindparam("qty_allocated"), qty_shipped=bindparam("qty_shipped"),
-                status=bindparam("status"), eta=bindparam("eta"), eta_reason=bindparam("eta_reason"),
-            ),
-            line_updates,
-        )
+        conn.execute(_UPDATE_LINES, line_updates)
     if alloc_inserts:
-        conn.execute(insert(a), alloc_inserts)
+        conn.execute(_INSERT_ALLOCATIONS, alloc_inserts)
     if alloc_updates:
-        conn.execute(
-            update(a).where(a.c.id == bindparam("b_id")).values(
-                qty=bindparam("qty"), status=bindparam("status"), updated_at=bindparam("updated_at")
-            ),
-            alloc_updates,
-        )
+        conn.execute(_UPDATE_ALLOCATIONS, alloc_updates)
     stock_updates = [
         {"b_sku": st.sku, "b_wh": st.warehouse_id, "on_hand": st.on_hand, "allocated": st.allocated}
         for st in loaded.stocks
         if loaded.stock_before.get((st.sku, st.warehouse_id)) != (st.on_hand, st.allocated)
     ]
     if stock_updates:
-        conn.execute(
-            update(s).where(s.c.sku == bindparam("b_sku"), s.c.warehouse_id == bindparam("b_wh"))
-            .values(on_hand=bindparam("on_hand"), allocated=bindparam("allocated")),
-            stock_updates,
-        )
+        conn.execute(_UPDATE_STOCK, stock_updates)
     return audit
 
 
@@ -279,14 +287,14 @@ def write_events(conn: Connection, events: Sequence[DomainEvent], public_ids: di
             data["line_pk"] = line_pk(key)
             data["line_id"] = public_ids[key]
         rows.append({"type": ev.type, "data": _jsonable(data), "created_at": now, "cause": cause})
-    conn.execute(insert(t.domain_events), rows)
+    conn.execute(_INSERT_EVENTS, rows)
     return [(r["type"], r["data"]) for r in rows]
 
 
 def write_audit(conn: Connection, rows: Sequence[dict[str, Any]], actor: str, reason: str | None,
                 now: datetime) -> None:
     if rows:
-        conn.execute(insert(t.audit_log), [
+        conn.execute(_INSERT_AUDIT, [
             {"at": now, "actor": actor, "reason": reason, **{k: _jsonable(v) for k, v in r.items()}} for r in rows
         ])
 
