@@ -51,8 +51,8 @@ from tests.reliability.procs import (
 
 pytestmark = pytest.mark.postgres
 
-EVENTS = 300
-BATCH = 6
+EVENTS = 900
+BATCH = 18
 KILLS = 8  # at least this many rounds of kills, the first while events still arrive
 MAX_KILLS = 20  # then more while events wait to be applied or sent, up to this many
 KILL_EVERY_S = 0.7
