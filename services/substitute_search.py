@@ -15,12 +15,14 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, update
 
+from allocation.model import InboundPO
 from allocation.substitutes import Candidate, ProductInfo, SubstituteRules, Supply, candidates
 from backorder.config import Settings
 from services.context import Context
 from services.notify_facts import IN_CHUNK
 from store import allocation_io as io
 from store import tables as t
+from store.pass_reads import load_inbound
 from store.upsert import insert_ignore
 
 WAITING = io.WAITING_STATUSES
@@ -124,7 +126,7 @@ def load_supply(conn: Connection, skus: Collection[str], today: date, buffer_day
     regions = io.warehouse_regions(conn)
     free: dict[tuple[str, str], int] = {}
     demand: dict[str, int] = {}
-    pos: list[io.InboundPO] = []
+    pos: list[InboundPO] = []
     for chunk in _chunks(skus):
         for sku, wh, on_hand, allocated in conn.execute(
                 select(s.c.sku, s.c.warehouse_id, s.c.on_hand, s.c.allocated).where(s.c.sku.in_(chunk))).tuples():
@@ -132,7 +134,7 @@ def load_supply(conn: Connection, skus: Collection[str], today: date, buffer_day
         demand.update(conn.execute(
             select(l.c.sku, func.sum(l.c.qty - l.c.qty_allocated)).where(l.c.sku.in_(chunk), l.c.status.in_(WAITING))
             .group_by(l.c.sku)).tuples().all())
-        pos += io.load_inbound(conn, chunk)
+        pos += load_inbound(conn, chunk)
     inbound: dict[tuple[str, str], list[tuple[date, int]]] = {}
     buffer = timedelta(days=buffer_days)
     pos = sorted((po for po in pos if po.expected_at is not None), key=lambda po: (po.sku, po.expected_at, po.po_id))

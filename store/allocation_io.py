@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
-from allocation.model import DomainEvent, InboundPO, Line, Stock
+from allocation.model import DomainEvent, Line, Stock
 from store import tables as t
 from store.db import txn_state
 
@@ -181,30 +181,6 @@ def skus_of_orders(conn: Connection, order_ids: Iterable[str]) -> set[str]:
 def waiting_ship_complete_orders(conn: Connection, skus: Iterable[str]) -> set[str]:
     """Ship-complete orders with a line of `skus` still waiting for units."""
     return set(conn.execute(_WAITING_SHIP_COMPLETE, {"skus": sorted(set(skus))}).scalars())
-
-
-def load_inbound(conn: Connection, skus: Iterable[str]) -> list[InboundPO]:
-    po, pl = t.purchase_orders, t.po_lines
-    q = (
-        select(pl.c.po_id, pl.c.sku, po.c.warehouse_id, po.c.expected_at, pl.c.qty, pl.c.received)
-        .join(po, po.c.po_id == pl.c.po_id)
-        .where(pl.c.sku.in_(sorted(set(skus))), po.c.status == "open", pl.c.qty > pl.c.received)
-    )
-    return [
-        InboundPO(po_id=r.po_id, sku=r.sku, warehouse_id=r.warehouse_id, expected_at=r.expected_at,
-                  qty_open=r.qty - r.received)
-        for r in conn.execute(q)
-    ]
-
-
-def load_lead_times(conn: Connection, skus: Iterable[str]) -> dict[str, int | None]:
-    p, s = t.products, t.suppliers
-    q = (
-        select(p.c.sku, p.c.lead_time_days, s.c.lead_time_days.label("supplier_lead"))
-        .outerjoin(s, s.c.supplier_id == p.c.supplier_id)
-        .where(p.c.sku.in_(sorted(set(skus))))
-    )
-    return {r.sku: r.lead_time_days if r.lead_time_days is not None else r.supplier_lead for r in conn.execute(q)}
 
 
 def warehouse_regions(conn: Connection) -> dict[str, str]:

@@ -14,6 +14,7 @@ from services.batch import allocate_all
 from services.context import Context
 from store import allocation_io as io
 from store import tables as t
+from store.pass_reads import load_eta_sources
 
 WAREHOUSES = (("W1", "north"), ("W2", "south"), ("W3", "east"))
 
@@ -66,7 +67,8 @@ def expected(ctx: Context) -> tuple[dict[int, tuple[Any, ...]], dict[tuple[str, 
         loaded = io.load_open(conn, skus)
         policy = ctx.settings.allocation_policy(loaded.regions)
         allocate(loaded.lines, loaded.stocks, policy)
-        project_etas(loaded.lines, io.load_inbound(conn, skus), policy, ctx.today(), io.load_lead_times(conn, skus))
+        inbound, lead_times = load_eta_sources(conn, skus)
+        project_etas(loaded.lines, inbound, policy, ctx.today(), lead_times)
     lines = {io.line_pk(ln.line_id): (ln.status, ln.qty_allocated, ln.eta, ln.eta_reason) for ln in loaded.lines}
     return lines, {(s.sku, s.warehouse_id): s.allocated for s in loaded.stocks}
 

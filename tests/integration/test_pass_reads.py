@@ -1,4 +1,4 @@
-"""store.pass_reads reads in one statement exactly what load_inbound and load_lead_times read in two."""
+"""store.pass_reads reads in one statement exactly what its two halves (load_inbound, load_lead_times) read alone."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from datetime import date
 
 from sqlalchemy import Engine, insert
 
-from store import allocation_io as io
 from store import tables as t
-from store.pass_reads import load_eta_sources
+from store.pass_reads import load_eta_sources, load_inbound, load_lead_times
 
 
 def _seed(engine: Engine) -> None:
@@ -44,8 +43,8 @@ def test_one_statement_reads_what_the_two_did(engine: Engine) -> None:
     with engine.connect() as conn:
         inbound, lead_times = load_eta_sources(conn, skus)
         assert sorted(inbound, key=lambda p: (p.po_id, p.sku)) == sorted(
-            io.load_inbound(conn, skus), key=lambda p: (p.po_id, p.sku))
-        assert lead_times == io.load_lead_times(conn, skus)
+            load_inbound(conn, skus), key=lambda p: (p.po_id, p.sku))
+        assert lead_times == load_lead_times(conn, skus)
         # What that is, spelled out: open quantities of open POs, dated or not; lead times of known SKUs only.
         assert {(p.po_id, p.sku, p.warehouse_id, p.expected_at, p.qty_open) for p in inbound} == {
             ("P1", "OWN", "W1", date(2026, 3, 9), 6), ("P1", "NOT_A_PRODUCT", "W1", date(2026, 3, 9), 7),
