@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, select, update
 
 from drafting.compose import Composed, compose
 from notifiers.rules import Segment
 from services.context import Context
-from services.notify_facts import IN_CHUNK, CustomerFacts, load_customers
+from services.notify_facts import IN_CHUNK, CustomerFacts, load_customers, order_value
 from store import tables as t
 from store.db import unit_of_work
 from store.upsert import insert_do_nothing, insert_ignore
@@ -300,7 +300,7 @@ def order_values(conn: Connection, order_ids: Iterable[str]) -> dict[str, float]
     out: dict[str, float] = {}
     for i in range(0, len(ids), IN_CHUNK):
         out.update((r[0], float(r[1] or 0)) for r in conn.execute(
-            select(ln.c.order_id, func.sum(ln.c.qty * ln.c.unit_price)).where(ln.c.order_id.in_(ids[i:i + IN_CHUNK]))
+            select(ln.c.order_id, order_value(ln)).where(ln.c.order_id.in_(ids[i:i + IN_CHUNK]))
             .group_by(ln.c.order_id)))
     return out
 

@@ -52,7 +52,7 @@ class Facts:
     lines: dict[int, LineFacts]
     orders: dict[str, OrderFacts]
     customers: dict[str, CustomerFacts]
-    # What each order is worth (all its lines, as services.drafts.order_values counts it): the drafts
+    # What each order is worth (order_value, as services.drafts.order_values counts it): the drafts
     # policy asks for the orders of these lines, and reading it here saves the planner a statement.
     order_values: dict[str, float] = field(default_factory=dict)
 
@@ -67,16 +67,21 @@ def customer_from_row(r: Any) -> CustomerFacts:
                          dict(r.contacts or {}), dict(r.preferences or {}), frozenset(r.tags or ()))
 
 
+def order_value(lines: Any) -> Any:
+    """What an order is worth, over its rows of `lines` (order_lines or an alias): every line's qty x unit price."""
+    return func.sum(lines.c.qty * lines.c.unit_price)
+
+
 def _lines_query() -> Any:
     l, o, p = t.order_lines, t.orders, t.products
     every = t.order_lines.alias("every_line")
-    order_value = (select(func.sum(every.c.qty * every.c.unit_price)).where(every.c.order_id == l.c.order_id)
-                   .scalar_subquery().label("order_value"))
+    value = (select(order_value(every)).where(every.c.order_id == l.c.order_id)
+             .scalar_subquery().label("order_value"))
     return (
         select(l.c.id, l.c.order_id, l.c.line_id, l.c.sku, p.c.name.label("product_name"), l.c.qty,
                l.c.qty_allocated, l.c.qty_shipped, l.c.status, l.c.eta, l.c.eta_reason, l.c.unit_price,
                l.c.backordered_at, o.c.placed_at, o.c.promised_date, o.c.source, o.c.channel,
-               *CUSTOMER_COLUMNS, order_value)
+               *CUSTOMER_COLUMNS, value)
         .join(o, o.c.order_id == l.c.order_id)
         .join(t.customers, t.customers.c.customer_id == o.c.customer_id)
         .join(p, p.c.sku == l.c.sku)
